@@ -1,0 +1,14 @@
+//! Sluice: streaming pipelines with sandboxed WebAssembly transforms.
+//!
+//! A pipeline reads records from a source, passes them in batches through a chain of WASM
+//! component plugins, and writes what comes out to its sinks; records a plugin cannot handle go
+//! to a dead-letter destination with the reason.
+
+pub mod chain;
+pub mod config;
+pub mod generate;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+pub mod source;
+pub mod wasm;

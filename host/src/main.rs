@@ -1,0 +1,240 @@
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use sluice::chain::Chain;
+use sluice::config::Pipeline;
+use sluice::pipeline::{self, RunOptions};
+use sluice::record;
+use sluice::wasm::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
+use tracing_subscriber::EnvFilter;
+
+/// Sluice: streaming pipelines with sandboxed WebAssembly transforms.
+#[derive(Parser)]
+#[command(name = "host", version)]
+struct Cli {
+    /// More log output (repeat for more). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its source ends (or Ctrl-C), then print a summary.
+    Run {
+        pipeline: PathBuf,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json_summary: bool,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Validate a pipeline file, load every plugin and run its `init`, without running.
+    Check { pipeline: PathBuf },
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run one plugin (or a chain, in order) over NDJSON on stdin; print one JSON line per
+    /// input line: the records it became, or that it was dropped or dead-lettered and why.
+    Run(PluginRun),
+}
+
+#[derive(Args)]
+struct PluginRun {
+    /// Plugin components, applied in order.
+    #[arg(required = true)]
+    plugins: Vec<PathBuf>,
+    /// Plugin config as KEY=VALUE. With several plugins, prefix the key with the plugin's
+    /// file stem: `keyword_filter.keywords=bts`.
+    #[arg(short, long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Records per plugin call.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Per-batch time budget.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Per-batch fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear-memory cap in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: usize,
+    /// Link WASI (with nothing granted inside it), for plugins whose toolchain imports it.
+    #[arg(long)]
+    wasi: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn,sluice=info",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            pipeline,
+            json_summary,
+            quiet,
+        } => run(&pipeline, json_summary, quiet),
+        Command::Check { pipeline } => check(&pipeline),
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
+    }
+}
+
+fn run(path: &Path, json_summary: bool, quiet: bool) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(path)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let summary = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping: draining in-flight batches (Ctrl-C again to abort)");
+                let _ = stop_tx.send(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        pipeline::run(&pipeline, RunOptions { progress: !quiet }, stop_rx).await
+    })?;
+    if json_summary {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    eprintln!("{summary}");
+    Ok(())
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(path)?;
+    let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
+    let started = Instant::now();
+    let chain = Chain::from_pipeline(&runtime, &pipeline)?;
+    sluice::source::Source::from_pipeline(&pipeline)?;
+    println!("{}: ok", path.display());
+    for stage in chain.stages() {
+        println!(
+            "  transform `{}`: loaded, init accepted its config",
+            stage.name()
+        );
+    }
+    println!(
+        "  {} transform(s) ready in {:.0} ms; {} sink(s)",
+        chain.stages().len(),
+        started.elapsed().as_secs_f64() * 1e3,
+        pipeline.config.sinks.len()
+    );
+    Ok(())
+}
+
+fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut specs: Vec<PluginSpec> = args
+        .plugins
+        .iter()
+        .map(|p| {
+            let stem = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let mut spec = PluginSpec::new(stem, p);
+            spec.timeout = args.timeout;
+            spec.fuel = args.fuel;
+            spec.memory = args.memory_mib << 20;
+            spec.grants.wasi = args.wasi;
+            spec
+        })
+        .collect();
+    for kv in &args.config {
+        let (key, value) = kv
+            .split_once('=')
+            .with_context(|| format!("--config {kv}: expected KEY=VALUE"))?;
+        let target = match key.split_once('.') {
+            Some((plugin, k)) if specs.iter().any(|s| s.name == plugin) => {
+                specs.iter_mut().filter(|s| s.name == plugin).for_each(|s| {
+                    s.config.push((k.to_string(), value.to_string()));
+                });
+                continue;
+            }
+            _ if specs.len() == 1 => &mut specs[0],
+            _ => bail!("--config {kv}: with several plugins, prefix the key with a plugin name"),
+        };
+        target.config.push((key.to_string(), value.to_string()));
+    }
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let mut chain = Chain::load(&runtime, specs)?;
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut lines = stdin.split(b'\n');
+    let mut line_no = 0u64;
+    let mut out = StageOutput::default();
+    loop {
+        let mut batch: Vec<Record> = Vec::with_capacity(args.batch_size);
+        for line in lines.by_ref().take(args.batch_size) {
+            let line = line?;
+            batch.push(record::from_line(line.strip_suffix(b"\r").unwrap_or(&line)));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let n = batch.len();
+        chain.process(batch, &mut out);
+        let mut per_input: Vec<Value> = (0..n)
+            .map(|i| json!({ "line": line_no + i as u64 + 1, "outcome": "drop" }))
+            .collect();
+        for (r, &origin) in out.records.iter().zip(&out.origins) {
+            let entry = &mut per_input[origin as usize];
+            entry["outcome"] = "out".into();
+            let value = serde_json::from_slice(&r.value)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.value).into_owned()));
+            match entry.get_mut("records") {
+                Some(Value::Array(v)) => v.push(value),
+                _ => entry["records"] = json!([value]),
+            }
+        }
+        for dl in &out.dead {
+            let entry = &mut per_input[dl.origin as usize];
+            entry["outcome"] = "dead-letter".into();
+            entry["stage"] = (*dl.stage).into();
+            entry["reason"] = dl.reason.clone().into();
+        }
+        for entry in per_input {
+            serde_json::to_writer(&mut stdout, &entry)?;
+            stdout.write_all(b"\n")?;
+        }
+        line_no += n as u64;
+    }
+    stdout.flush()?;
+    Ok(())
+}

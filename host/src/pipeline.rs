@@ -1,0 +1,252 @@
+//! Runs a pipeline: source -> chain of plugins -> sinks, over bounded queues.
+//!
+//! The source and the sinks are async tasks; the chain runs on a thread of its own because
+//! plugin calls are CPU-bound and synchronous. Queues hold at most `pipeline.queue_batches`
+//! batches, so a slow sink slows the source instead of filling memory.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::chain::Chain;
+use crate::config::{DeadLetterConfig, Pipeline};
+use crate::record;
+use crate::sink::{FileSink, Sink};
+use crate::source::Source;
+use crate::wasm::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
+
+/// Counters shared by the stages, read by the progress line and the summary.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub dropped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub pipeline: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dropped: u64,
+    pub dead_lettered: u64,
+    pub batches: u64,
+    pub seconds: f64,
+    pub records_per_second: f64,
+    /// Plugin instances re-created after a failure or recycling, per transform.
+    pub restarts: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} in, {} out, {} dropped, {} dead-lettered in {:.2}s ({:.0} records/s)",
+            self.pipeline,
+            self.records_in,
+            self.records_out,
+            self.dropped,
+            self.dead_lettered,
+            self.seconds,
+            self.records_per_second
+        )
+    }
+}
+
+/// Options of one run that are not in pipeline.toml.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print a progress line to stderr (only shown on a terminal).
+    pub progress: bool,
+}
+
+/// Runs `pipeline` until its source ends or `shutdown` turns true; then drains and flushes.
+pub async fn run(
+    pipeline: &Pipeline,
+    options: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Summary> {
+    let cfg = &pipeline.config;
+    let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime))?;
+    let mut chain = Chain::from_pipeline(&runtime, pipeline)?;
+    let mut source = Source::from_pipeline(pipeline)?;
+    let mut sinks = Vec::new();
+    for (name, sink) in &cfg.sinks {
+        sinks.push(
+            Sink::open(sink, |p| pipeline.resolve(p))
+                .await
+                .with_context(|| format!("sink `{name}`"))?,
+        );
+    }
+    let DeadLetterConfig::File { path } = &cfg.dead_letter;
+    let mut dead_letter = FileSink::open(pipeline.resolve(path), 0)
+        .await
+        .context("dead-letter file")?;
+
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let queue = cfg.pipeline.queue_batches;
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(queue);
+    let (out_tx, mut out_rx) = mpsc::channel::<StageOutput>(queue);
+
+    let source_stats = stats.clone();
+    let source_task = tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                b = source.next_batch() => b?,
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(batch) = batch else { break };
+            source_stats
+                .records_in
+                .fetch_add(batch.len() as u64, Relaxed);
+            if batch_tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    });
+
+    let max_record = cfg.pipeline.max_record_bytes.as_u64() as usize;
+    let chain_thread = std::thread::Builder::new()
+        .name("sluice-chain".into())
+        .spawn(move || {
+            let oversized: Arc<str> = "host".into();
+            while let Some(batch) = batch_rx.blocking_recv() {
+                let (batch, too_big) = split_oversized(batch, max_record, &oversized);
+                let mut out = StageOutput::default();
+                chain.process(batch, &mut out);
+                out.dead.extend(too_big);
+                if out_tx.blocking_send(out).is_err() {
+                    break;
+                }
+            }
+            chain
+                .stages()
+                .iter()
+                .map(|s| (s.name().to_string(), s.restarts))
+                .collect::<Vec<_>>()
+        })?;
+
+    let progress = (options.progress && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(print_progress(
+            stats.clone(),
+            cfg.pipeline.progress_interval,
+        ))
+    });
+
+    let mut sink_result = anyhow::Ok(());
+    while let Some(out) = out_rx.recv().await {
+        sink_result = deliver(&out, &mut sinks, &mut dead_letter).await;
+        if sink_result.is_err() {
+            break;
+        }
+        stats
+            .records_out
+            .fetch_add(out.records.len() as u64, Relaxed);
+        stats.dropped.fetch_add(out.dropped, Relaxed);
+        stats
+            .dead_lettered
+            .fetch_add(out.dead.len() as u64, Relaxed);
+        stats.batches.fetch_add(1, Relaxed);
+    }
+    drop(out_rx);
+    for sink in &mut sinks {
+        sink.flush().await?;
+    }
+    dead_letter.flush().await?;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+    sink_result?;
+    source_task.await.context("source task panicked")??;
+    let restarts = chain_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the transform chain panicked"))?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    let records_in = stats.records_in.load(Relaxed);
+    Ok(Summary {
+        pipeline: cfg.pipeline.name.clone(),
+        records_in,
+        records_out: stats.records_out.load(Relaxed),
+        dropped: stats.dropped.load(Relaxed),
+        dead_lettered: stats.dead_lettered.load(Relaxed),
+        batches: stats.batches.load(Relaxed),
+        seconds,
+        records_per_second: records_in as f64 / seconds.max(1e-9),
+        restarts,
+    })
+}
+
+/// Records over `max` bytes never reach a plugin: they are dead-lettered by the host.
+fn split_oversized(
+    batch: Vec<Record>,
+    max: usize,
+    stage: &Arc<str>,
+) -> (Vec<Record>, Vec<DeadLetter>) {
+    if batch.iter().all(|r| r.value.len() <= max) {
+        return (batch, Vec::new());
+    }
+    let mut keep = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
+    for (i, r) in batch.into_iter().enumerate() {
+        if r.value.len() <= max {
+            keep.push(r);
+        } else {
+            dead.push(DeadLetter {
+                reason: format!(
+                    "record of {} bytes exceeds pipeline.max_record_bytes ({max})",
+                    r.value.len()
+                ),
+                record: r,
+                stage: stage.clone(),
+                origin: i as u32,
+            });
+        }
+    }
+    (keep, dead)
+}
+
+async fn deliver(
+    out: &StageOutput,
+    sinks: &mut [Sink],
+    dead_letter: &mut FileSink,
+) -> anyhow::Result<()> {
+    for sink in sinks.iter_mut() {
+        sink.write(&out.records).await?;
+    }
+    for dl in &out.dead {
+        dead_letter
+            .write_line(&record::dead_letter_json(dl))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn print_progress(stats: Arc<Stats>, every: Duration) {
+    let mut last = (Instant::now(), 0u64);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let n = stats.records_in.load(Relaxed);
+        let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9);
+        last = (Instant::now(), n);
+        eprint!(
+            "\r\x1b[2Kin {n}  out {}  dropped {}  dead-lettered {}  {rate:.0} records/s",
+            stats.records_out.load(Relaxed),
+            stats.dropped.load(Relaxed),
+            stats.dead_lettered.load(Relaxed),
+        );
+    }
+}

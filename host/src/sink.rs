@@ -1,0 +1,142 @@
+//! Embedded sinks: NDJSON files (rotated by size) and stdout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::config::SinkConfig;
+use crate::wasm::Record;
+
+pub enum Sink {
+    File(FileSink),
+    Stdout(BufWriter<tokio::io::Stdout>),
+}
+
+impl Sink {
+    pub async fn open(
+        config: &SinkConfig,
+        resolve: impl Fn(&Path) -> PathBuf,
+    ) -> anyhow::Result<Self> {
+        Ok(match config {
+            SinkConfig::File { path, rotate_bytes } => {
+                Sink::File(FileSink::open(resolve(path), rotate_bytes.as_u64()).await?)
+            }
+            SinkConfig::Stdout => Sink::Stdout(BufWriter::new(tokio::io::stdout())),
+        })
+    }
+
+    /// Writes each record's value as one line.
+    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        match self {
+            Sink::File(f) => {
+                for r in records {
+                    f.write_line(&r.value).await?;
+                }
+            }
+            Sink::Stdout(out) => {
+                for r in records {
+                    out.write_all(&r.value).await?;
+                    out.write_all(b"\n").await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(f) => f.flush().await,
+            Sink::Stdout(out) => Ok(out.flush().await?),
+        }
+    }
+}
+
+/// Appends lines to `path`; once a file reaches `rotate_bytes`, continues in `NAME.1.EXT`,
+/// `NAME.2.EXT`, ... Existing files are appended to, never truncated.
+pub struct FileSink {
+    base: PathBuf,
+    rotate_bytes: u64,
+    index: u32,
+    written: u64,
+    out: BufWriter<tokio::fs::File>,
+}
+
+impl FileSink {
+    pub async fn open(base: PathBuf, rotate_bytes: u64) -> anyhow::Result<Self> {
+        if let Some(dir) = base.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let (out, written) = open_append(&base).await?;
+        Ok(Self {
+            base,
+            rotate_bytes,
+            index: 0,
+            written,
+            out,
+        })
+    }
+
+    pub async fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        if self.rotate_bytes > 0
+            && self.written > 0
+            && self.written + line.len() as u64 >= self.rotate_bytes
+        {
+            self.rotate().await?;
+        }
+        self.out.write_all(line).await?;
+        self.out.write_all(b"\n").await?;
+        self.written += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .await
+            .with_context(|| format!("writing {}", self.current().display()))
+    }
+
+    fn current(&self) -> PathBuf {
+        rotated_path(&self.base, self.index)
+    }
+
+    async fn rotate(&mut self) -> anyhow::Result<()> {
+        self.flush().await?;
+        loop {
+            self.index += 1;
+            let (out, written) = open_append(&self.current()).await?;
+            self.out = out;
+            self.written = written;
+            if written == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `out/tweets.ndjson` with index 2 is `out/tweets.2.ndjson`.
+pub fn rotated_path(base: &Path, index: u32) -> PathBuf {
+    if index == 0 {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}.{index}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{index}"),
+    };
+    base.with_file_name(name)
+}
+
+async fn open_append(path: &Path) -> anyhow::Result<(BufWriter<tokio::fs::File>, u64)> {
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().await?.len();
+    Ok((BufWriter::with_capacity(256 << 10, file), len))
+}

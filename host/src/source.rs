@@ -1,0 +1,210 @@
+//! Embedded sources: synthetic tweets and NDJSON files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+use crate::config::{Pipeline, SourceConfig};
+use crate::generate::TweetGenerator;
+use crate::record;
+use crate::wasm::Record;
+
+pub enum Source {
+    Generate(GenerateSource),
+    File(FileSource),
+}
+
+impl Source {
+    pub fn from_pipeline(p: &Pipeline) -> anyhow::Result<Self> {
+        let batch = p.config.pipeline.batch_size;
+        let chunk = |rate: f64| chunk_size(rate, batch, p.config.pipeline.batch_timeout);
+        Ok(match &p.config.source {
+            SourceConfig::Generate {
+                count,
+                rate,
+                tweets,
+            } => Source::Generate(GenerateSource {
+                generator: TweetGenerator::new(tweets),
+                remaining: (*count > 0).then_some(*count),
+                pacer: Pacer::new(*rate),
+                chunk: chunk(*rate),
+                buf: Vec::new(),
+            }),
+            SourceConfig::File {
+                paths,
+                rate,
+                repeat,
+            } => {
+                let files = expand_globs(p, paths)?;
+                Source::File(FileSource {
+                    files,
+                    next_file: 0,
+                    reader: None,
+                    repeat: *repeat,
+                    pacer: Pacer::new(*rate),
+                    chunk: chunk(*rate),
+                    line: Vec::new(),
+                })
+            }
+        })
+    }
+
+    /// The next batch of at most the pipeline's batch size, or `None` at the end.
+    pub async fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Record>>> {
+        match self {
+            Source::Generate(s) => s.next_batch().await,
+            Source::File(s) => s.next_batch().await,
+        }
+    }
+}
+
+/// Under a rate limit, emit small chunks so a batch does not wait longer than its timeout.
+fn chunk_size(rate: f64, batch: usize, timeout: Duration) -> usize {
+    if rate > 0.0 {
+        ((rate * timeout.as_secs_f64()) as usize).clamp(1, batch)
+    } else {
+        batch
+    }
+}
+
+/// Paces records to `rate` per second (0: unpaced) against the start time, so short stalls
+/// are caught up rather than accumulated.
+struct Pacer {
+    rate: f64,
+    start: Option<Instant>,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            start: None,
+            sent: 0,
+        }
+    }
+
+    async fn admit(&mut self, n: usize) {
+        if self.rate <= 0.0 {
+            return;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let due = start + Duration::from_secs_f64(self.sent as f64 / self.rate);
+        tokio::time::sleep_until(due).await;
+        self.sent += n as u64;
+    }
+}
+
+pub struct GenerateSource {
+    generator: TweetGenerator,
+    remaining: Option<u64>,
+    pacer: Pacer,
+    chunk: usize,
+    buf: Vec<u8>,
+}
+
+impl GenerateSource {
+    async fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Record>>> {
+        let n = match self.remaining {
+            Some(0) => return Ok(None),
+            Some(left) => left.min(self.chunk as u64) as usize,
+            None => self.chunk,
+        };
+        self.pacer.admit(n).await;
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            let meta = self.generator.next_into(&mut self.buf);
+            batch.push(Record {
+                key: Some(meta.id.to_string().into_bytes()),
+                value: self.buf.clone(),
+                headers: Vec::new(),
+                timestamp: Some(meta.created_at_ms),
+            });
+        }
+        if let Some(left) = &mut self.remaining {
+            *left -= n as u64;
+        }
+        Ok(Some(batch))
+    }
+}
+
+pub struct FileSource {
+    files: Vec<PathBuf>,
+    next_file: usize,
+    reader: Option<BufReader<tokio::fs::File>>,
+    repeat: bool,
+    pacer: Pacer,
+    chunk: usize,
+    line: Vec<u8>,
+}
+
+impl FileSource {
+    async fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Record>>> {
+        let mut batch = Vec::with_capacity(self.chunk);
+        while batch.len() < self.chunk {
+            let Some(reader) = self.reader.as_mut() else {
+                if self.next_file == self.files.len() {
+                    if !self.repeat || self.files.is_empty() {
+                        break;
+                    }
+                    self.next_file = 0;
+                }
+                let path = &self.files[self.next_file];
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?;
+                self.reader = Some(BufReader::with_capacity(256 << 10, file));
+                self.next_file += 1;
+                continue;
+            };
+            self.line.clear();
+            // Bytes, not `String`: a line of invalid UTF-8 is a record to dead-letter, not an
+            // I/O error.
+            if reader.read_until(b'\n', &mut self.line).await? == 0 {
+                self.reader = None;
+                continue;
+            }
+            let line = trim_eol(&self.line);
+            if !line.is_empty() {
+                batch.push(record::from_line(line));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        self.pacer.admit(batch.len()).await;
+        Ok(Some(batch))
+    }
+}
+
+fn trim_eol(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
+fn expand_globs(p: &Pipeline, patterns: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let full = p.resolve(pattern.as_ref());
+        let full = full.to_string_lossy();
+        let mut matched: Vec<PathBuf> = glob::glob(&full)
+            .map_err(|e| p.error(&format!("source.paths[{i}]"), format!("bad glob: {e}")))?
+            .filter_map(Result::ok)
+            .filter(|f| f.is_file())
+            .collect();
+        if matched.is_empty() {
+            bail!(p.error(
+                &format!("source.paths[{i}]"),
+                format!("no file matches {full}")
+            ));
+        }
+        matched.sort();
+        files.extend(matched);
+    }
+    Ok(files)
+}

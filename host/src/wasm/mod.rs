@@ -1,0 +1,26 @@
+//! The WebAssembly side of the host: the engine, plugin loading and the sandbox.
+//!
+//! - [`runtime`]: wasmtime engines, the epoch ticker and the compiled-artifact cache.
+//! - [`plugin`]: loading a component (pin, import check, `InstancePre`) and calling it with
+//!   deadline, fuel and memory limits.
+//! - [`stage`]: one transform in a chain: failure isolation and poison-record bisection.
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "transform",
+    });
+}
+
+pub mod plugin;
+pub mod runtime;
+pub mod stage;
+
+pub use bindings::sluice::transform::log::Level;
+pub use bindings::sluice::transform::types::{Header, Outcome, Record};
+pub use plugin::{Plugin, PluginSpec};
+pub use runtime::{Runtime, RuntimeOptions};
+pub use stage::{DeadLetter, Stage, StageOutput};
+
+/// The WIT package this host implements; plugins built against it load.
+pub const WIT_PACKAGE: &str = "sluice:transform@0.1.0";

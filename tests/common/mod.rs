@@ -1,0 +1,109 @@
+//! Shared helpers for the integration tests: real plugins, real host, temp dirs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sluice::wasm::{Header, Plugin, PluginSpec, Record, Runtime, RuntimeOptions};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Builds every plugin component once per test binary (`cargo xtask plugins`, quick when
+/// up to date) so `cargo test` alone works from a clean checkout.
+pub fn build_plugins() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = cargo()
+            .args(["xtask", "plugins"])
+            .status()
+            .expect("running cargo xtask plugins");
+        assert!(status.success(), "cargo xtask plugins failed");
+    });
+}
+
+/// Path of a built plugin component, e.g. `plugin("keyword_filter")`.
+pub fn plugin(name: &str) -> PathBuf {
+    build_plugins();
+    let dist = if name == "hostile" {
+        "tests/plugins/dist"
+    } else {
+        "guest-plugins/dist"
+    };
+    root().join(dist).join(format!("{name}.wasm"))
+}
+
+/// Path of the `host` binary, built once per test binary.
+pub fn host_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = cargo()
+            .args(["build", "--quiet", "-p", "sluice-host", "--bin", "host"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the host failed");
+        let out = cargo()
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(meta["target_directory"].as_str().unwrap())
+            .join("debug")
+            .join("host")
+    })
+    .clone()
+}
+
+/// A runtime with its own artifact cache under `dir`.
+pub fn runtime(dir: &Path) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
+}
+
+pub fn spec(name: &str, config: &[(&str, &str)]) -> PluginSpec {
+    let mut s = PluginSpec::new(name, plugin(name));
+    s.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    s
+}
+
+pub fn load(rt: &Runtime, spec: PluginSpec) -> std::sync::Arc<Plugin> {
+    Plugin::load(rt, spec).unwrap()
+}
+
+pub fn record(value: &[u8]) -> Record {
+    Record {
+        key: Some(b"k".to_vec()),
+        value: value.to_vec(),
+        headers: vec![Header {
+            key: "h".into(),
+            value: b"v".to_vec(),
+        }],
+        timestamp: Some(1_700_000_000_000),
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = root().join("guest-plugins/transforms/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

@@ -1,0 +1,115 @@
+//! A plugin that misbehaves on purpose, for the sandbox tests. Its `mode` config picks how:
+//!
+//! - `pass`: keeps every record (the control case)
+//! - `loop`: spins forever in `process` (must be stopped by the deadline or fuel)
+//! - `oom`: allocates until memory runs out (must be stopped by the memory cap)
+//! - `trap-on`: panics (a wasm trap) on records whose value contains `needle`
+//! - `loop-on`: spins forever on records whose value contains `needle`
+//! - `reject`: refuses its config in `init`
+//! - `wrong-count`: returns one outcome too few
+//! - `leak`: keeps `leak_kib` KiB per call alive forever (a leaking guest)
+//! - `log-flood`: logs 10,000 lines per call
+
+use std::sync::Mutex;
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "transform",
+});
+
+use sluice::transform::log::{Level, log};
+
+struct Config {
+    mode: String,
+    needle: Vec<u8>,
+    leak_kib: usize,
+}
+
+static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        let get = |k: &str| {
+            config
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let mode = get("mode").unwrap_or_else(|| "pass".into());
+        if mode == "reject" {
+            return Err("mode=reject: this plugin refuses every config".into());
+        }
+        let known = [
+            "pass",
+            "loop",
+            "oom",
+            "trap-on",
+            "loop-on",
+            "wrong-count",
+            "leak",
+            "log-flood",
+        ];
+        if !known.contains(&mode.as_str()) {
+            return Err(format!("unknown mode `{mode}`"));
+        }
+        let leak_kib = get("leak_kib")
+            .map(|v| v.parse().map_err(|_| "leak_kib: not a number".to_string()))
+            .transpose()?;
+        *CONFIG.lock().unwrap() = Some(Config {
+            mode,
+            needle: get("needle").unwrap_or_default().into_bytes(),
+            leak_kib: leak_kib.unwrap_or(1024),
+        });
+        Ok(())
+    }
+
+    fn process(batch: Vec<Record>) -> Vec<Outcome> {
+        let guard = CONFIG.lock().unwrap();
+        let config = guard.as_ref().expect("init ran");
+        let hit = |r: &Record| {
+            !config.needle.is_empty()
+                && r.value
+                    .windows(config.needle.len())
+                    .any(|w| w == config.needle)
+        };
+        match config.mode.as_str() {
+            "loop" => spin(),
+            "oom" => {
+                let mut hog: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hog.push(vec![1u8; 1 << 20]);
+                }
+            }
+            "trap-on" => {
+                if batch.iter().any(hit) {
+                    panic!("poison record");
+                }
+            }
+            "loop-on" => {
+                if batch.iter().any(hit) {
+                    spin();
+                }
+            }
+            "wrong-count" => return vec![Outcome::Keep; batch.len().saturating_sub(1)],
+            "leak" => LEAKED
+                .lock()
+                .unwrap()
+                .push(vec![7u8; config.leak_kib << 10]),
+            "log-flood" => (0..10_000).for_each(|i| log(Level::Info, &format!("flood {i}"))),
+            _ => {}
+        }
+        vec![Outcome::Keep; batch.len()]
+    }
+}
+
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+export!(Hostile);
