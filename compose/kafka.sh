@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft mode) for Sluice development and tests.
+#
+#   compose/kafka.sh start     install if needed, start, wait until a topic can be created
+#   compose/kafka.sh stop      SIGTERM, wait, then SIGKILL; no-op when not running
+#   compose/kafka.sh status    exit 0 when the broker is running and accepts connections
+#   compose/kafka.sh env       print KAFKA_BOOTSTRAP=127.0.0.1:PORT
+#   compose/kafka.sh topics …  run Kafka's topic tool against the broker (e.g. --list)
+#
+# Jars come from Maven Central (no other download), cached outside the repository.
+# Environment (all optional):
+#   KAFKA_PORT             client listener port            (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port           (default 9093)
+#   KAFKA_VERSION          org.apache.kafka:kafka_2.13 version (default 4.4.0)
+#   KAFKA_HEAP_OPTS        broker heap                     (default -Xms256m -Xmx512m)
+#   KAFKA_START_TIMEOUT    seconds to wait for readiness   (default 90)
+#   KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
+#   SLUICE_CACHE           cache root   (default ~/.cache/sluice; jars in kafka/<version>/libs)
+#   SLUICE_STATE           state root   (default ~/.local/state/sluice; broker state in kafka/)
+#   JAVA                   java binary  (default $JAVA_HOME/bin/java, else java on PATH)
+set -euo pipefail
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+# log4j2 SLF4J binding; keep it on the log4j version the chosen Kafka depends on.
+case "$KAFKA_VERSION" in
+  4.4.*) DEFAULT_LOG4J_VERSION=2.25.5 ;;
+  *) DEFAULT_LOG4J_VERSION=2.24.3 ;;
+esac
+KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-$DEFAULT_LOG4J_VERSION}"
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+CACHE_DIR="${SLUICE_CACHE:-$HOME/.cache/sluice}/kafka/$KAFKA_VERSION"
+LIBS_DIR="$CACHE_DIR/libs"
+INSTALLED_MARKER="$CACHE_DIR/.installed"
+STATE_DIR="${SLUICE_STATE:-$HOME/.local/state/sluice}/kafka"
+DATA_DIR="$STATE_DIR/data"
+LOG_DIR="$STATE_DIR/logs"
+PID_FILE="$STATE_DIR/kafka.pid"
+SERVER_PROPS="$STATE_DIR/server.properties"
+CLIENT_PROPS="$STATE_DIR/client.properties"
+CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
+HEALTH_TOPIC="__sluice_healthcheck"
+BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+java_bin() {
+  if [[ -n "${JAVA:-}" ]]; then
+    printf '%s\n' "$JAVA"
+  elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+    printf '%s\n' "$JAVA_HOME/bin/java"
+  else
+    printf '%s\n' java
+  fi
+}
+
+# Install a Debian package when a command is missing (only possible as root).
+need_cmd() {
+  local cmd="$1" pkg="$2"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $pkg (for $cmd)"
+    apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
+  fi
+  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found; install $pkg"
+}
+
+# ---------------------------------------------------------------- install
+
+ensure_installed() {
+  [[ -f "$INSTALLED_MARKER" ]] && return 0
+  mkdir -p "$CACHE_DIR"
+  exec 8>"$CACHE_DIR/.install.lock"
+  flock -w 600 8 || die "timed out waiting for another install of Kafka $KAFKA_VERSION"
+  if [[ -f "$INSTALLED_MARKER" ]]; then exec 8>&-; return 0; fi
+
+  [[ -n "${JAVA:-}${JAVA_HOME:-}" ]] || need_cmd java openjdk-17-jre-headless
+  need_cmd mvn maven
+  log "installing Apache Kafka $KAFKA_VERSION from Maven Central into $CACHE_DIR"
+  local build="$CACHE_DIR/build" start=$SECONDS
+  rm -rf "$build" "$LIBS_DIR"
+  mkdir -p "$build"
+  # Throwaway pom: the broker (kafka_2.13, which brings the storage tool and the
+  # log4j2 backend), kafka-tools for TopicCommand (minus Connect's REST runtime,
+  # which no CLI tool here needs), and an SLF4J 1.x -> log4j2 binding.
+  cat >"$build/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.sluice</groupId>
+  <artifactId>sluice-kafka-libs</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>$KAFKA_VERSION</version>
+      <exclusions>
+        <exclusion>
+          <groupId>org.apache.kafka</groupId>
+          <artifactId>connect-runtime</artifactId>
+        </exclusion>
+      </exclusions>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>$KAFKA_LOG4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+  if ! (cd "$build" && mvn -B -q dependency:copy-dependencies \
+          -DincludeScope=runtime -DoutputDirectory="$build/libs" >"$build/mvn.log" 2>&1); then
+    tail -n 40 "$build/mvn.log" >&2 || true
+    die "maven could not fetch Kafka $KAFKA_VERSION (log: $build/mvn.log)"
+  fi
+  [[ -f "$build/libs/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13-$KAFKA_VERSION.jar missing after maven run"
+  mv "$build/libs" "$LIBS_DIR"
+  rm -rf "$build"
+  printf 'kafka_2.13 %s installed %s\n' "$KAFKA_VERSION" "$(date -u +%FT%TZ)" >"$INSTALLED_MARKER"
+  log "installed $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - start)) s"
+  exec 8>&-
+}
+
+# Run a Kafka main class from the cached jars (short-lived tool JVM).
+run_tool() {
+  local main="$1"; shift
+  "$(java_bin)" -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STATE_DIR/tools-log4j2.properties" \
+    -cp "$LIBS_DIR/*" "$main" "$@"
+}
+
+# ---------------------------------------------------------------- config
+
+# Kafka's cluster id: 16 random bytes, URL-safe base64 without padding, not starting with '-'.
+new_cluster_id() {
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$id" != -* && ${#id} -eq 22 ]] && break
+  done
+  printf '%s\n' "$id"
+}
+
+write_config() {
+  mkdir -p "$STATE_DIR" "$DATA_DIR" "$LOG_DIR"
+  [[ -s "$CLUSTER_ID_FILE" ]] || new_cluster_id >"$CLUSTER_ID_FILE"
+  cat >"$SERVER_PROPS" <<EOF
+# Written by compose/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA_DIR
+
+# Test-broker settings: one replica everywhere, topics appear on first use.
+auto.create.topics.enable=true
+delete.topic.enable=true
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+
+# Small machine: fewer threads, short retention.
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=24
+EOF
+  cat >"$STATE_DIR/log4j2.properties" <<'EOF'
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.append = false
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = INFO
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+  cat >"$STATE_DIR/tools-log4j2.properties" <<'EOF'
+status = error
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+  cat >"$CLIENT_PROPS" <<'EOF'
+request.timeout.ms=10000
+default.api.timeout.ms=20000
+EOF
+}
+
+format_storage() {
+  [[ -f "$DATA_DIR/meta.properties" ]] && return 0
+  log "formatting KRaft storage (cluster id $(cat "$CLUSTER_ID_FILE"))"
+  run_tool kafka.tools.StorageTool format --ignore-formatted \
+    -t "$(cat "$CLUSTER_ID_FILE")" -c "$SERVER_PROPS" >"$LOG_DIR/format.log" 2>&1 \
+    || { cat "$LOG_DIR/format.log" >&2; die "storage format failed"; }
+}
+
+# ---------------------------------------------------------------- process
+
+# Is PID a live broker JVM started by this script for this state dir?
+is_our_broker() {
+  local pid="$1" cmdline
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$SERVER_PROPS"* ]]
+}
+
+# Print the broker's pid if it is running, else return 1.
+broker_pid() {
+  local pid
+  if [[ -f "$PID_FILE" ]]; then
+    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+    if is_our_broker "$pid"; then printf '%s\n' "$pid"; return 0; fi
+  fi
+  return 1
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+log_tail() {
+  log "---- last lines of $LOG_DIR/server.log ----"
+  tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
+  if [[ -s "$LOG_DIR/kafka.out" ]]; then
+    log "---- last lines of $LOG_DIR/kafka.out ----"
+    tail -n 20 "$LOG_DIR/kafka.out" >&2 || true
+  fi
+}
+
+# Wait until the broker accepts connections and a topic can be created via the admin API.
+wait_ready() {
+  local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT)) remaining
+  while :; do
+    is_our_broker "$pid" || { log_tail; die "broker (pid $pid) exited during startup"; }
+    if port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$LOG_DIR/server.log" 2>/dev/null; then
+      break
+    fi
+    ((SECONDS < deadline)) || { log_tail; die "broker not listening on $BOOTSTRAP after ${KAFKA_START_TIMEOUT}s"; }
+    sleep 0.5
+  done
+  while :; do
+    remaining=$((deadline - SECONDS))
+    ((remaining > 0)) || { log_tail; die "broker on $BOOTSTRAP did not accept a topic create within ${KAFKA_START_TIMEOUT}s"; }
+    if timeout "$remaining" bash "${BASH_SOURCE[0]}" __healthcheck >/dev/null 2>"$LOG_DIR/healthcheck.err" 9>&-; then
+      return 0
+    fi
+    is_our_broker "$pid" || { log_tail; die "broker (pid $pid) exited during startup"; }
+    sleep 1
+  done
+}
+
+healthcheck() {
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLIENT_PROPS" --create --if-not-exists \
+    --topic "$HEALTH_TOPIC" --partitions 1 --replication-factor 1 >/dev/null &&
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLIENT_PROPS" --list | grep -x "$HEALTH_TOPIC" >/dev/null
+}
+
+cmd_start() {
+  mkdir -p "$STATE_DIR"
+  exec 9>"$STATE_DIR/.lock"
+  flock -w "$((KAFKA_START_TIMEOUT + 600))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
+
+  local pid t0=$SECONDS
+  if pid="$(broker_pid)"; then
+    if ! grep -q "^listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT\$" "$SERVER_PROPS"; then
+      die "a broker (pid $pid) from $STATE_DIR is running with other ports ($(grep '^listeners=' "$SERVER_PROPS")); stop it first or use another SLUICE_STATE"
+    fi
+    if port_open "$KAFKA_PORT"; then
+      log "already running (pid $pid) on $BOOTSTRAP"
+      return 0
+    fi
+    log "broker pid $pid is running but $BOOTSTRAP is not reachable yet; waiting"
+    wait_ready "$pid"
+    log "ready on $BOOTSTRAP (pid $pid)"
+    return 0
+  fi
+  rm -f "$PID_FILE"
+  if port_open "$KAFKA_PORT"; then
+    die "port $KAFKA_PORT is in use by another process (set KAFKA_PORT)"
+  fi
+  if port_open "$KAFKA_CONTROLLER_PORT"; then
+    die "port $KAFKA_CONTROLLER_PORT is in use by another process (set KAFKA_CONTROLLER_PORT)"
+  fi
+
+  ensure_installed
+  [[ -n "${JAVA:-}${JAVA_HOME:-}" ]] || need_cmd java openjdk-17-jre-headless
+  write_config
+  format_storage
+
+  [[ -f "$LOG_DIR/server.log" ]] && mv -f "$LOG_DIR/server.log" "$LOG_DIR/server.log.prev"
+  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT, state $STATE_DIR)"
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
+  setsid "$(java_bin)" $KAFKA_HEAP_OPTS \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOG_DIR" \
+    -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
+    -cp "$LIBS_DIR/*" kafka.Kafka "$SERVER_PROPS" \
+    </dev/null >"$LOG_DIR/kafka.out" 2>&1 8>&- 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$PID_FILE"
+  # The lock fds (8, 9) are closed for the JVM, or it would hold the lock for its lifetime.
+  # setsid runs java in place (the script's children are not group leaders),
+  # so $! is the JVM itself; give exec a moment before the first check.
+  sleep 0.2
+  # A broker that never became ready is not left behind.
+  LAUNCHED_PID="$pid"
+  trap abort_start EXIT
+  wait_ready "$pid"
+  trap - EXIT
+  log "ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0)) s"
+}
+
+abort_start() {
+  local pid="${LAUNCHED_PID:-}" i
+  is_our_broker "$pid" || return 0
+  log "stopping the broker that failed to become ready (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 20; i++)); do is_our_broker "$pid" || break; sleep 0.5; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$PID_FILE"
+}
+
+cmd_stop() {
+  [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
+  exec 9>"$STATE_DIR/.lock"
+  flock -w "$((KAFKA_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
+  local pid deadline
+  if ! pid="$(broker_pid)"; then
+    rm -f "$PID_FILE"
+    log "not running"
+    return 0
+  fi
+  log "stopping broker (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while is_our_broker "$pid" && ((SECONDS < deadline)); do sleep 0.5; done
+  if is_our_broker "$pid"; then
+    log "still running after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while is_our_broker "$pid"; do sleep 0.2; done
+  fi
+  rm -f "$PID_FILE"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if ! pid="$(broker_pid)"; then
+    echo "kafka: not running"
+    return 1
+  fi
+  if ! port_open "$KAFKA_PORT"; then
+    echo "kafka: pid $pid running but $BOOTSTRAP not reachable"
+    return 1
+  fi
+  echo "kafka: running (pid $pid) on $BOOTSTRAP"
+}
+
+cmd_topics() {
+  ensure_installed
+  [[ -f "$CLIENT_PROPS" ]] || write_config
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$CLIENT_PROPS" "$@"
+}
+
+usage() {
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+  local cmd="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    env) echo "KAFKA_BOOTSTRAP=$BOOTSTRAP" ;;
+    topics) cmd_topics "$@" ;;
+    __healthcheck) healthcheck ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
