@@ -1,1 +1,334 @@
+//! The `host` binary end to end: `run` on the bundled pipeline.toml, `check`, config errors,
+//! the file source with malformed input, and `plugin run`.
 
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+use sluice::generate::{GenerateOptions, TweetGenerator};
+
+fn host(args: &[&str], env: &[(&str, &str)]) -> Output {
+    build_plugins();
+    let mut cmd = Command::new(host_bin());
+    cmd.args(args).current_dir(root()).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn summary(o: &Output) -> Value {
+    assert!(o.status.success(), "host failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn example_pipeline_accounts_for_every_record() {
+    let dir = tempdir();
+    let out = dir.path().join("out.ndjson");
+    let dead = dir.path().join("dead.ndjson");
+    let n = 4000;
+    let o = host(
+        &["run", "pipeline.toml", "--json-summary", "--quiet"],
+        &[
+            ("SLUICE_SOURCE__COUNT", &n.to_string()),
+            ("SLUICE_SINKS__OUT__PATH", out.to_str().unwrap()),
+            ("SLUICE_DEAD_LETTER__PATH", dead.to_str().unwrap()),
+        ],
+    );
+    let s = summary(&o);
+    let count = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(count("records_in"), n);
+    assert_eq!(
+        count("records_in"),
+        count("records_out") + count("dropped") + count("dead_lettered")
+    );
+
+    // Ground truth from the generator with the same options as pipeline.toml.
+    let opts = GenerateOptions {
+        seed: 42,
+        bts_share: 0.3,
+        v2_share: 0.5,
+        wide_share: 0.02,
+        ..GenerateOptions::default()
+    };
+    let mut generator = TweetGenerator::new(&opts);
+    let mut buf = Vec::new();
+    let bts: Vec<u64> = (0..n)
+        .map(|_| generator.next_into(&mut buf))
+        .filter(|g| g.mentions_bts)
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(count("records_out"), bts.len() as u64);
+    assert_eq!(count("dead_lettered"), 0);
+
+    let written = lines(&out);
+    assert_eq!(written.len(), bts.len());
+    for (doc, id) in written.iter().zip(&bts) {
+        let doc_id = doc["id_str"]
+            .as_str()
+            .or(doc["data"]["id"].as_str())
+            .unwrap();
+        assert_eq!(doc_id, id.to_string());
+        // enrich ran...
+        assert!(doc["@timestamp"].is_string());
+        assert!(
+            doc["sluice"]["matched_keywords"]
+                .as_array()
+                .is_some_and(|k| !k.is_empty()),
+            "{doc}"
+        );
+        // ...and prune removed the bulky subtrees and nulls.
+        assert!(doc.get("card").is_none() && doc["data"].get("card").is_none());
+        assert!(doc.get("translations").is_none());
+        assert!(!doc.to_string().contains(":null"), "{doc}");
+    }
+    assert_eq!(std::fs::read_to_string(&dead).unwrap(), "");
+}
+
+#[test]
+fn file_source_dead_letters_malformed_and_oversized_records() {
+    let dir = tempdir();
+    let input = dir.path().join("in.ndjson");
+    let mut data = fixture("tweets.ndjson");
+    data.extend_from_slice(b"not json at all\n");
+    data.extend_from_slice(b"{\"text\":\"bts \xc3\x28 broken utf-8\"}\n");
+    data.extend_from_slice(format!("{{\"text\":\"bts {}\"}}\n", "x".repeat(2 << 20)).as_bytes());
+    data.extend_from_slice(b"\r\n\n");
+    std::fs::write(&input, data).unwrap();
+    let pipeline = dir.path().join("p.toml");
+    let plugins = root().join("guest-plugins/dist");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[pipeline]
+chain = ["bts", "enrich"]
+batch_size = 4
+max_record_bytes = "1MiB"
+[source]
+type = "file"
+paths = ["in*.ndjson"]
+[transforms.bts]
+plugin = "{p}/keyword_filter.wasm"
+config = {{ keywords = "bts,방탄소년단" }}
+[transforms.enrich]
+plugin = "{p}/enrich.wasm"
+[sinks.out]
+type = "file"
+path = "out/tweets.ndjson"
+rotate_bytes = "4KiB"
+[dead_letter]
+type = "file"
+path = "out/dead.ndjson"
+"#,
+            p = plugins.display()
+        ),
+    )
+    .unwrap();
+    let s = summary(&host(
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--json-summary",
+            "--quiet",
+        ],
+        &[],
+    ));
+    assert_eq!(s["records_in"], 10);
+    assert_eq!(s["records_out"], 5);
+    assert_eq!(s["dropped"], 2);
+    assert_eq!(s["dead_lettered"], 3);
+
+    let dead = lines(&dir.path().join("out/dead.ndjson"));
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d["stage"].as_str().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons
+            .iter()
+            .any(|(st, r)| *st == "bts" && r.starts_with("not valid JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(st, r)| *st == "bts" && r.starts_with("not valid UTF-8")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(st, r)| *st == "host" && r.contains("max_record_bytes")),
+        "{reasons:?}"
+    );
+    // Invalid UTF-8 survives byte for byte (as base64) in the dead letter.
+    let raw = dead
+        .iter()
+        .find(|d| d["value"].get("base64").is_some())
+        .expect("base64 value");
+    assert!(raw["value"]["base64"].as_str().unwrap().len() > 10);
+
+    // Output rotated by size; together the files hold every kept tweet once.
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("tweets")
+        {
+            assert!(
+                std::fs::metadata(&path).unwrap().len() < 4096 + 4096,
+                "{}",
+                path.display()
+            );
+            docs.extend(lines(&path));
+        }
+    }
+    assert_eq!(docs.len(), 5);
+    assert!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count() > 2,
+        "expected rotation"
+    );
+}
+
+#[test]
+fn check_loads_every_plugin_without_running() {
+    let o = host(&["check", "pipeline.toml"], &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in ["bts", "prune", "enrich"] {
+        assert!(
+            stdout.contains(&format!("transform `{name}`: loaded")),
+            "{stdout}"
+        );
+    }
+}
+
+fn check_fails(env: &[(&str, &str)]) -> String {
+    let o = host(&["check", "pipeline.toml"], env);
+    assert!(!o.status.success(), "check should fail with {env:?}");
+    stderr(&o)
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_origin() {
+    // A bad value from the environment: the key and the variable's origin.
+    let err = check_fails(&[("SLUICE_PIPELINE__BATCH_SIZE", "lots")]);
+    assert!(
+        err.contains("`pipeline.batch_size`")
+            && err.contains("environment variable SLUICE_PIPELINE__BATCH_SIZE"),
+        "{err}"
+    );
+    // A chain naming a transform that does not exist.
+    let err = check_fails(&[("SLUICE_PIPELINE__CHAIN", "[bts,nope]")]);
+    assert!(
+        err.contains("pipeline.chain[1]")
+            && err.contains("nope")
+            && err.contains("SLUICE_PIPELINE__CHAIN"),
+        "{err}"
+    );
+    // A plugin rejecting its config names the transform and says why.
+    let err = check_fails(&[("SLUICE_TRANSFORMS__ENRICH__CONFIG__COLOUR", "red")]);
+    assert!(
+        err.contains("enrich") && err.contains("colour") && err.contains("pipeline.toml"),
+        "{err}"
+    );
+    // A memory cap above the runtime's pool.
+    let err = check_fails(&[("SLUICE_TRANSFORMS__BTS__MEMORY", "8GiB")]);
+    assert!(
+        err.contains("transforms.bts.memory") && err.contains("SLUICE_TRANSFORMS__BTS__MEMORY"),
+        "{err}"
+    );
+    // A wrong pin.
+    let err = check_fails(&[("SLUICE_TRANSFORMS__BTS__SHA256", &"ab".repeat(32))]);
+    assert!(err.contains("refusing to load"), "{err}");
+}
+
+#[test]
+fn unknown_key_in_the_file_is_named_with_the_file() {
+    let dir = tempdir();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "[pipeline]\nbatchsize = 10\n[source]\ntype = \"generate\"\ncount = 1\n[sinks.o]\ntype = \"stdout\"\n").unwrap();
+    let o = host(&["check", p.to_str().unwrap()], &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.toml") && err.contains("batchsize"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_run_reports_one_outcome_per_input_line() {
+    build_plugins();
+    let mut input = fixture("tweets.ndjson");
+    input.extend_from_slice(b"garbage\n");
+    let mut child = Command::new(host_bin())
+        .args([
+            "plugin",
+            "run",
+            "guest-plugins/dist/keyword_filter.wasm",
+            "guest-plugins/dist/enrich.wasm",
+        ])
+        .args([
+            "--config",
+            "keyword_filter.keywords=bts",
+            "--batch-size",
+            "3",
+        ])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 8);
+    let outcomes: Vec<&str> = results
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "out",
+            "out",
+            "out",
+            "drop",
+            "out",
+            "out",
+            "drop",
+            "dead-letter"
+        ]
+    );
+    assert_eq!(results[0]["line"], 1);
+    assert!(results[0]["records"][0]["sluice"]["hashtags"].is_array());
+    assert_eq!(results[7]["stage"], "keyword_filter");
+}

@@ -18,6 +18,15 @@ use crate::generate::GenerateOptions;
 
 /// Prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "SLUICE_";
+/// Top-level sections of pipeline.toml; only `SLUICE_<SECTION>__...` variables override it.
+const SECTIONS: &[&str] = &[
+    "pipeline",
+    "source",
+    "transforms",
+    "sinks",
+    "dead_letter",
+    "runtime",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,9 +269,15 @@ impl Pipeline {
         if !path.is_file() {
             anyhow::bail!("{}: pipeline file not found", path.display());
         }
-        let figment = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let figment = Figment::new().merge(Toml::file_exact(path)).merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                // Other SLUICE_* variables (for tools, benches) are not pipeline keys.
+                .filter(|k| {
+                    let section = k.as_str().split('.').next().unwrap_or_default();
+                    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+                }),
+        );
         let config: PipelineConfig = figment.extract().map_err(|e| describe_figment(e, path))?;
         let pipeline = Pipeline {
             config,
@@ -284,15 +299,12 @@ impl Pipeline {
 
     /// Builds an error about `key`, naming the file or the env var its value came from.
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        let origin = self
-            .figment
-            .find_metadata(key)
-            .map(|md| match &md.source {
-                Some(figment::Source::File(f)) => f.display().to_string(),
-                Some(other) => format!("{} {}", md.name, other),
-                None => md.name.to_string(),
-            })
-            .unwrap_or_else(|| self.file.display().to_string());
+        let lookup = key.split('[').next().unwrap_or(key);
+        let origin = match self.figment.find_metadata(lookup).map(|md| &md.source) {
+            Some(Some(figment::Source::File(f))) => f.display().to_string(),
+            Some(_) => env_var_origin(lookup),
+            None => self.file.display().to_string(),
+        };
         ConfigError {
             origin,
             key: key.to_string(),
@@ -408,6 +420,14 @@ fn check_rate(p: &Pipeline, rate: f64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// "environment variable SLUICE_PIPELINE__BATCH_SIZE" for key `pipeline.batch_size`.
+fn env_var_origin(key: &str) -> String {
+    format!(
+        "environment variable {ENV_PREFIX}{}",
+        key.to_ascii_uppercase().replace('.', "__")
+    )
+}
+
 /// Turns a figment error into one line per problem, each with key and origin.
 fn describe_figment(err: figment::Error, file: &Path) -> anyhow::Error {
     let lines: Vec<String> = err
@@ -418,16 +438,10 @@ fn describe_figment(err: figment::Error, file: &Path) -> anyhow::Error {
             } else {
                 e.path.join(".")
             };
-            let origin = match e.metadata.as_ref().and_then(|md| md.source.as_ref()) {
-                Some(figment::Source::File(f)) => f.display().to_string(),
-                Some(other) => other.to_string(),
+            let origin = match e.metadata.as_ref().map(|md| &md.source) {
+                Some(Some(figment::Source::File(f))) => f.display().to_string(),
+                Some(_) => env_var_origin(&key),
                 None => file.display().to_string(),
-            };
-            let origin = match &e.metadata {
-                Some(md) if md.name.contains("environment") => {
-                    format!("{} (environment variable {ENV_PREFIX}...)", file.display())
-                }
-                _ => origin,
             };
             format!("{origin}: `{key}`: {}", e.kind)
         })

@@ -12,6 +12,8 @@ use crate::generate::TweetGenerator;
 use crate::record;
 use crate::wasm::Record;
 
+// One source per pipeline, built once: variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Source {
     Generate(GenerateSource),
     File(FileSource),

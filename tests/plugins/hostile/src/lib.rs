@@ -83,16 +83,8 @@ impl Guest for Hostile {
                     hog.push(vec![1u8; 1 << 20]);
                 }
             }
-            "trap-on" => {
-                if batch.iter().any(hit) {
-                    panic!("poison record");
-                }
-            }
-            "loop-on" => {
-                if batch.iter().any(hit) {
-                    spin();
-                }
-            }
+            "trap-on" if batch.iter().any(hit) => panic!("poison record"),
+            "loop-on" if batch.iter().any(hit) => spin(),
             "wrong-count" => return vec![Outcome::Keep; batch.len().saturating_sub(1)],
             "leak" => LEAKED
                 .lock()
