@@ -17,7 +17,7 @@ use crate::chain::Chain;
 use crate::config::{DeadLetterConfig, Pipeline};
 use crate::record;
 use crate::sink::{FileSink, Sink};
-use crate::source::Source;
+use crate::source::{Batch, Checkpoint, Source};
 use crate::wasm::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
 
 /// Counters shared by the stages, read by the progress line and the summary.
@@ -94,23 +94,38 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
     let queue = cfg.pipeline.queue_batches;
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(queue);
-    let (out_tx, mut out_rx) = mpsc::channel::<StageOutput>(queue);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(queue);
+    let (out_tx, mut out_rx) = mpsc::channel::<(StageOutput, Checkpoint)>(queue);
+    // At most 2 * queue + 2 batches are in flight, so this channel is bounded by construction.
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Checkpoint>();
 
     let source_stats = stats.clone();
     let source_task = tokio::spawn(async move {
         loop {
+            // Commit what the sinks have acknowledged before fetching more.
+            while let Ok(checkpoint) = ack_rx.try_recv() {
+                source.commit(checkpoint).await?;
+            }
             let batch = tokio::select! {
                 b = source.next_batch() => b?,
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
             let Some(batch) = batch else { break };
+            if batch.records.is_empty() {
+                source.commit(batch.checkpoint).await?;
+                continue;
+            }
             source_stats
                 .records_in
-                .fetch_add(batch.len() as u64, Relaxed);
+                .fetch_add(batch.records.len() as u64, Relaxed);
             if batch_tx.send(batch).await.is_err() {
                 break;
             }
+        }
+        drop(batch_tx);
+        // Drain: commit every batch the sinks acknowledge until they are done.
+        while let Some(checkpoint) = ack_rx.recv().await {
+            source.commit(checkpoint).await?;
         }
         anyhow::Ok(())
     });
@@ -121,11 +136,11 @@ pub async fn run(
         .spawn(move || {
             let oversized: Arc<str> = "host".into();
             while let Some(batch) = batch_rx.blocking_recv() {
-                let (batch, too_big) = split_oversized(batch, max_record, &oversized);
+                let (records, too_big) = split_oversized(batch.records, max_record, &oversized);
                 let mut out = StageOutput::default();
-                chain.process(batch, &mut out);
+                chain.process(records, &mut out);
                 out.dead.extend(too_big);
-                if out_tx.blocking_send(out).is_err() {
+                if out_tx.blocking_send((out, batch.checkpoint)).is_err() {
                     break;
                 }
             }
@@ -144,7 +159,7 @@ pub async fn run(
     });
 
     let mut sink_result = anyhow::Ok(());
-    while let Some(out) = out_rx.recv().await {
+    while let Some((out, checkpoint)) = out_rx.recv().await {
         sink_result = deliver(&out, &mut sinks, &mut dead_letter).await;
         if sink_result.is_err() {
             break;
@@ -157,12 +172,11 @@ pub async fn run(
             .dead_lettered
             .fetch_add(out.dead.len() as u64, Relaxed);
         stats.batches.fetch_add(1, Relaxed);
+        // Every sink holds the batch: the source may move past it.
+        let _ = ack_tx.send(checkpoint);
     }
     drop(out_rx);
-    for sink in &mut sinks {
-        sink.flush().await?;
-    }
-    dead_letter.flush().await?;
+    drop(ack_tx);
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");
@@ -217,6 +231,8 @@ fn split_oversized(
     (keep, dead)
 }
 
+/// Hands a batch's output to every sink and its failures to the dead letter, and returns once
+/// all of them hold it (flushed), so the batch may be acknowledged to the source.
 async fn deliver(
     out: &StageOutput,
     sinks: &mut [Sink],
@@ -224,11 +240,15 @@ async fn deliver(
 ) -> anyhow::Result<()> {
     for sink in sinks.iter_mut() {
         sink.write(&out.records).await?;
+        sink.flush().await?;
     }
-    for dl in &out.dead {
-        dead_letter
-            .write_line(&record::dead_letter_json(dl))
-            .await?;
+    if !out.dead.is_empty() {
+        for dl in &out.dead {
+            dead_letter
+                .write_line(&record::dead_letter_json(dl))
+                .await?;
+        }
+        dead_letter.flush().await?;
     }
     Ok(())
 }

@@ -55,12 +55,41 @@ impl Source {
     }
 
     /// The next batch of at most the pipeline's batch size, or `None` at the end.
-    pub async fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Record>>> {
-        match self {
-            Source::Generate(s) => s.next_batch().await,
-            Source::File(s) => s.next_batch().await,
+    pub async fn next_batch(&mut self) -> anyhow::Result<Option<Batch>> {
+        let records = match self {
+            Source::Generate(s) => s.next_batch().await?,
+            Source::File(s) => s.next_batch().await?,
+        };
+        Ok(records.map(|records| Batch {
+            records,
+            checkpoint: Checkpoint::None,
+        }))
+    }
+
+    /// Called, in batch order, once every sink has acknowledged a batch (and the dead letter
+    /// has taken its failures): the source may now forget everything up to `checkpoint`.
+    pub async fn commit(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        match checkpoint {
+            Checkpoint::None => Ok(()),
         }
     }
+}
+
+/// Records from a source, and what to acknowledge once they are delivered.
+#[derive(Debug)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub checkpoint: Checkpoint,
+}
+
+/// A source's position after a batch, handed back to [`Source::commit`] once the batch is
+/// delivered. This is what makes delivery at-least-once: a source never moves past records
+/// that are not yet acknowledged.
+#[derive(Debug, Default)]
+pub enum Checkpoint {
+    /// Nothing to acknowledge (generated records, files).
+    #[default]
+    None,
 }
 
 /// Under a rate limit, emit small chunks so a batch does not wait longer than its timeout.
