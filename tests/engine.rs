@@ -306,3 +306,30 @@ fn chain_runs_stages_in_order_and_accounts_for_every_record() {
         vec![0, 63]
     );
 }
+
+#[test]
+fn every_outcome_maps_to_the_right_records() {
+    let input = batch(12, &[]);
+    let (_, out) = run_stage(spec("hostile", &[("mode", "outcomes")]), input.clone());
+    // Per 6 inputs: keep 1, drop 0, set-value 1, replace 1, expand 2, expand-to-nothing 0.
+    assert_eq!(out.origins, vec![0, 2, 3, 4, 4, 6, 8, 9, 10, 10]);
+    assert_eq!(
+        out.dropped, 4,
+        "drop and an empty expand both count as dropped"
+    );
+    assert!(out.dead.is_empty());
+    let r = &out.records;
+    assert_eq!(r[0].value, input[0].value);
+    assert_eq!(r[1].value, input[2].value.to_ascii_uppercase());
+    assert_eq!(r[1].key, input[2].key, "set-value keeps the key");
+    assert_eq!(r[2].key.as_deref(), Some(&b"replaced"[..]));
+    assert_eq!(r[2].value, input[3].value);
+    assert_eq!(
+        (&r[3].value, &r[4].value),
+        (&input[4].value, &input[4].value)
+    );
+    assert_eq!(
+        r[3].headers[0].key, "h",
+        "expanded records keep what the plugin gave them"
+    );
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sluice::chain::Chain;
 use sluice::config::{Pipeline, SourceConfig};
 use sluice::generate::{GenerateOptions, TweetGenerator};
-use sluice::wasm::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
+use sluice::wasm::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use sluice_transforms::{Enrich, FieldPrune, KeywordFilter, Outcome, Transform};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -90,6 +90,17 @@ fn main() {
         native_ns,
     ));
 
+    // The boundary alone: a plugin that keeps every record without looking at it.
+    let mut pass = PluginSpec::new("pass-through", root.join("tests/plugins/dist/hostile.wasm"));
+    pass.config = vec![("mode".into(), "pass".into())];
+    let ns = wasm_ns(&defaults, &[pass], &records, 1000, runs, n);
+    rows.push(Row::new(
+        "pass-through plugin (boundary cost only)",
+        "1000",
+        ns,
+        native_ns,
+    ));
+
     // Each plugin alone over every record, to show where the time goes.
     for (i, spec) in specs.iter().enumerate() {
         let one = std::slice::from_ref(spec);
@@ -117,6 +128,8 @@ fn main() {
         ));
     }
 
+    let start_rows = startup_costs(&specs, runs);
+
     println!(
         "\n{n} generated tweets ({:.1} KB average, seed {}), {} of them kept by the chain; median of {runs} runs\n",
         bytes as f64 / n as f64 / 1e3,
@@ -135,6 +148,61 @@ fn main() {
             r.ratio
         );
     }
+    println!("\n| plugin | compile (cold) | load from cache | instantiate + init |");
+    println!("|---|---:|---:|---:|");
+    for (name, compile, cached, instantiate) in start_rows {
+        println!("| {name} | {compile:.1} ms | {cached:.2} ms | {instantiate:.0} us |");
+    }
+}
+
+/// Start-up costs per plugin: compiling, loading the cached artifact, and a fresh instance
+/// (what failure isolation and recycling pay). Medians in ms, ms and us.
+fn startup_costs(specs: &[PluginSpec], runs: usize) -> Vec<(String, f64, f64, f64)> {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = runs.max(3);
+    specs
+        .iter()
+        .map(|spec| {
+            let cache =
+                std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
+            let mut compile = Vec::new();
+            let mut cached = Vec::new();
+            for _ in 0..runs {
+                let _ = std::fs::remove_dir_all(&cache);
+                let options = RuntimeOptions {
+                    cache_dir: Some(cache.clone()),
+                    ..RuntimeOptions::default()
+                };
+                let rt = Runtime::new(options.clone()).unwrap();
+                let t = Instant::now();
+                Plugin::load(&rt, spec.clone()).unwrap();
+                compile.push(t.elapsed().as_secs_f64() * 1e3);
+                let rt = Runtime::new(options).unwrap();
+                let t = Instant::now();
+                Plugin::load(&rt, spec.clone()).unwrap();
+                cached.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let _ = std::fs::remove_dir_all(&cache);
+            let rt = Runtime::new(RuntimeOptions::default()).unwrap();
+            let plugin = Plugin::load(&rt, spec.clone()).unwrap();
+            let instantiate: Vec<f64> = (0..100)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(plugin.instantiate().unwrap());
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            (
+                spec.name.clone(),
+                median(compile),
+                median(cached),
+                median(instantiate),
+            )
+        })
+        .collect()
 }
 
 struct Row {

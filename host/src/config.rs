@@ -103,6 +103,42 @@ pub enum SourceConfig {
         #[serde(default, rename = "loop")]
         repeat: bool,
     },
+    /// Kafka topics, read as a consumer group with offsets committed only once every sink
+    /// holds the records.
+    Kafka(KafkaSourceConfig),
+}
+
+/// `[source] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// Consumer group: pipelines with different groups each read every record.
+    pub group_id: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Acknowledged offsets are committed at most this often (and at rebalance and shutdown):
+    /// after a crash, up to this much is read again.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Extra librdkafka consumer settings (e.g. `"session.timeout.ms" = 10000`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, ConfigValue>,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(250)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    #[default]
+    Earliest,
+    Latest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +240,76 @@ pub enum SinkConfig {
     },
     /// NDJSON on standard output.
     Stdout,
+    /// A Kafka topic; a batch counts as written once the broker acknowledged every record.
+    Kafka(KafkaSinkConfig),
+}
+
+/// `[sinks.NAME] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// `all` (or `-1`), `1` or `0`.
+    #[serde(default = "default_acks")]
+    pub acks: ConfigValue,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Idempotent producer: retries never duplicate or reorder within a partition.
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Comma-separated JSON dot paths tried in order for the message key; a record where none
+    /// is present keeps its own key.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Extra librdkafka producer settings (e.g. `"linger.ms" = 20`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, ConfigValue>,
+    /// Create the topic at start if it does not exist.
+    pub create_topic: Option<CreateTopic>,
+}
+
+fn default_acks() -> ConfigValue {
+    ConfigValue::Str("all".into())
+}
+fn default_key_field() -> String {
+    "id_str,data.id".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[sinks.NAME.create_topic]`: how to create the topic if it is missing (an existing topic is
+/// left as it is). Unset numbers take the broker's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateTopic {
+    pub partitions: Option<i32>,
+    pub replication: Option<i32>,
+    /// The topic's `retention.bytes` (per partition).
+    pub retention_bytes: Option<ByteSize>,
+    /// Other topic configs, e.g. `"cleanup.policy" = "delete"`.
+    pub configs: BTreeMap<String, ConfigValue>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +317,15 @@ pub enum SinkConfig {
 pub enum DeadLetterConfig {
     /// One JSON object per line: the record, the stage and plugin that failed it, and why.
     File { path: PathBuf },
+    /// A Kafka topic: the record as it was (key, value, headers) plus the headers
+    /// `sluice.stage`, `sluice.reason` and, for transforms, `sluice.plugin`.
+    Kafka {
+        brokers: String,
+        topic: String,
+        /// Extra librdkafka producer settings.
+        #[serde(default)]
+        properties: BTreeMap<String, ConfigValue>,
+    },
 }
 
 impl Default for DeadLetterConfig {
@@ -367,9 +482,40 @@ impl Pipeline {
                 }
                 check_rate(self, *rate)?;
             }
+            SourceConfig::Kafka(k) => {
+                self.non_empty("source.brokers", &k.brokers)?;
+                self.non_empty("source.group_id", &k.group_id)?;
+                if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+                    return Err(self.error("source.topics", "needs at least one topic name"));
+                }
+            }
         }
         if c.sinks.is_empty() {
             return Err(self.error("sinks", "a pipeline needs at least one sink"));
+        }
+        for (name, sink) in &c.sinks {
+            let SinkConfig::Kafka(k) = sink else { continue };
+            let key = |k: &str| format!("sinks.{name}.{k}");
+            self.non_empty(&key("brokers"), &k.brokers)?;
+            self.non_empty(&key("topic"), &k.topic)?;
+            if !matches!(k.acks.to_plugin_string().as_str(), "all" | "-1" | "0" | "1") {
+                return Err(self.error(&key("acks"), "must be \"all\", 1 or 0"));
+            }
+            if k.key_field.split(',').any(|p| p.trim().is_empty()) {
+                return Err(self.error(&key("key_field"), "has an empty path"));
+            }
+            if let Some(t) = &k.create_topic {
+                if t.partitions.is_some_and(|n| n < 1) {
+                    return Err(self.error(&key("create_topic.partitions"), "must be at least 1"));
+                }
+                if t.replication.is_some_and(|n| n < 1) {
+                    return Err(self.error(&key("create_topic.replication"), "must be at least 1"));
+                }
+            }
+        }
+        if let DeadLetterConfig::Kafka { brokers, topic, .. } = &c.dead_letter {
+            self.non_empty("dead_letter.brokers", brokers)?;
+            self.non_empty("dead_letter.topic", topic)?;
         }
         let max_memory = c.runtime.max_plugin_memory;
         for (name, t) in &c.transforms {
@@ -408,6 +554,15 @@ impl Pipeline {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Pipeline {
+    fn non_empty(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if value.trim().is_empty() {
+            return Err(self.error(key, "must not be empty"));
         }
         Ok(())
     }

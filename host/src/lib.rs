@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod config;
 pub mod generate;
+pub mod kafka;
 pub mod pipeline;
 pub mod record;
 pub mod sink;

@@ -14,9 +14,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::Chain;
-use crate::config::{DeadLetterConfig, Pipeline};
-use crate::record;
-use crate::sink::{FileSink, Sink};
+use crate::config::Pipeline;
+use crate::sink::{DeadLetterSink, Sink};
 use crate::source::{Batch, Checkpoint, Source};
 use crate::wasm::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
 
@@ -80,16 +79,15 @@ pub async fn run(
     let mut source = Source::from_pipeline(pipeline)?;
     let mut sinks = Vec::new();
     for (name, sink) in &cfg.sinks {
-        sinks.push(
-            Sink::open(sink, |p| pipeline.resolve(p))
-                .await
-                .with_context(|| format!("sink `{name}`"))?,
-        );
+        let sink = Sink::open(sink, |p| pipeline.resolve(p))
+            .await
+            .with_context(|| format!("sink `{name}`"))?;
+        // The stage named in dead letters of records this sink refuses.
+        sinks.push((Arc::<str>::from(format!("sinks.{name}")), sink));
     }
-    let DeadLetterConfig::File { path } = &cfg.dead_letter;
-    let mut dead_letter = FileSink::open(pipeline.resolve(path), 0)
+    let mut dead_letter = DeadLetterSink::open(pipeline)
         .await
-        .context("dead-letter file")?;
+        .context("dead-letter destination")?;
 
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
@@ -160,17 +158,20 @@ pub async fn run(
 
     let mut sink_result = anyhow::Ok(());
     while let Some((out, checkpoint)) = out_rx.recv().await {
-        sink_result = deliver(&out, &mut sinks, &mut dead_letter).await;
-        if sink_result.is_err() {
-            break;
-        }
+        let refused = match deliver(&out, &mut sinks, &mut dead_letter).await {
+            Ok(n) => n,
+            Err(e) => {
+                sink_result = Err(e);
+                break;
+            }
+        };
         stats
             .records_out
             .fetch_add(out.records.len() as u64, Relaxed);
         stats.dropped.fetch_add(out.dropped, Relaxed);
         stats
             .dead_lettered
-            .fetch_add(out.dead.len() as u64, Relaxed);
+            .fetch_add((out.dead.len() + refused) as u64, Relaxed);
         stats.batches.fetch_add(1, Relaxed);
         // Every sink holds the batch: the source may move past it.
         let _ = ack_tx.send(checkpoint);
@@ -232,25 +233,27 @@ fn split_oversized(
 }
 
 /// Hands a batch's output to every sink and its failures to the dead letter, and returns once
-/// all of them hold it (flushed), so the batch may be acknowledged to the source.
+/// all of them hold it (flushed), so the batch may be acknowledged to the source. Records a
+/// sink finally refuses are dead-lettered too (stage `sinks.NAME`); returns how many.
 async fn deliver(
     out: &StageOutput,
-    sinks: &mut [Sink],
-    dead_letter: &mut FileSink,
-) -> anyhow::Result<()> {
-    for sink in sinks.iter_mut() {
-        sink.write(&out.records).await?;
+    sinks: &mut [(Arc<str>, Sink)],
+    dead_letter: &mut DeadLetterSink,
+) -> anyhow::Result<usize> {
+    let mut refused = Vec::new();
+    for (stage, sink) in sinks.iter_mut() {
+        let rejected = sink.write(&out.records).await?;
         sink.flush().await?;
+        refused.extend(rejected.into_iter().map(|r| DeadLetter {
+            record: out.records[r.index].clone(),
+            stage: stage.clone(),
+            reason: r.reason,
+            origin: out.origins[r.index],
+        }));
     }
-    if !out.dead.is_empty() {
-        for dl in &out.dead {
-            dead_letter
-                .write_line(&record::dead_letter_json(dl))
-                .await?;
-        }
-        dead_letter.flush().await?;
-    }
-    Ok(())
+    dead_letter.write(&out.dead).await?;
+    dead_letter.write(&refused).await?;
+    Ok(refused.len())
 }
 
 async fn print_progress(stats: Arc<Stats>, every: Duration) {

@@ -1,16 +1,28 @@
-//! Embedded sinks: NDJSON files (rotated by size) and stdout.
+//! Embedded sinks: NDJSON files (rotated by size), stdout and Kafka; and the dead-letter
+//! destinations.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use crate::config::SinkConfig;
-use crate::wasm::Record;
+use crate::config::{DeadLetterConfig, Pipeline, SinkConfig};
+use crate::kafka::{KafkaDeadLetter, KafkaSink};
+use crate::record;
+use crate::wasm::{DeadLetter, Record};
 
 pub enum Sink {
     File(FileSink),
     Stdout(BufWriter<tokio::io::Stdout>),
+    Kafka(KafkaSink),
+}
+
+/// A record a sink finally could not deliver (after its own retries), to be dead-lettered.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Index in the slice given to [`Sink::write`].
+    pub index: usize,
+    pub reason: String,
 }
 
 impl Sink {
@@ -23,12 +35,16 @@ impl Sink {
                 Sink::File(FileSink::open(resolve(path), rotate_bytes.as_u64()).await?)
             }
             SinkConfig::Stdout => Sink::Stdout(BufWriter::new(tokio::io::stdout())),
+            SinkConfig::Kafka(k) => Sink::Kafka(KafkaSink::open(k).await?),
         })
     }
 
-    /// Writes each record's value as one line.
-    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<()> {
+    /// Writes each record (files and stdout: its value as one line). Returns the records the
+    /// sink finally refused, with reasons; an `Err` means the sink itself failed.
+    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
         match self {
+            // Returns once the broker acknowledged or refused each record.
+            Sink::Kafka(k) => return k.write(records).await,
             Sink::File(f) => {
                 for r in records {
                     f.write_line(&r.value).await?;
@@ -41,13 +57,47 @@ impl Sink {
                 }
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         match self {
             Sink::File(f) => f.flush().await,
             Sink::Stdout(out) => Ok(out.flush().await?),
+            Sink::Kafka(_) => Ok(()),
+        }
+    }
+}
+
+/// Where records that could not be processed or delivered go, with the reason.
+pub enum DeadLetterSink {
+    File(FileSink),
+    Kafka(KafkaDeadLetter),
+}
+
+impl DeadLetterSink {
+    pub async fn open(p: &Pipeline) -> anyhow::Result<Self> {
+        Ok(match &p.config.dead_letter {
+            DeadLetterConfig::File { path } => {
+                DeadLetterSink::File(FileSink::open(p.resolve(path), 0).await?)
+            }
+            DeadLetterConfig::Kafka { .. } => DeadLetterSink::Kafka(KafkaDeadLetter::open(p)?),
+        })
+    }
+
+    /// Writes and flushes (or waits for the broker): returns once `dead` is durable.
+    pub async fn write(&mut self, dead: &[DeadLetter]) -> anyhow::Result<()> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        match self {
+            DeadLetterSink::File(f) => {
+                for dl in dead {
+                    f.write_line(&record::dead_letter_json(dl)).await?;
+                }
+                f.flush().await
+            }
+            DeadLetterSink::Kafka(k) => k.write(dead).await,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::wasm::Record;
 pub enum Source {
     Generate(GenerateSource),
     File(FileSource),
+    Kafka(crate::kafka::KafkaSource),
 }
 
 impl Source {
@@ -51,6 +52,11 @@ impl Source {
                     line: Vec::new(),
                 })
             }
+            SourceConfig::Kafka(k) => Source::Kafka(crate::kafka::KafkaSource::new(
+                k,
+                batch,
+                p.config.pipeline.batch_timeout,
+            )?),
         })
     }
 
@@ -59,6 +65,13 @@ impl Source {
         let records = match self {
             Source::Generate(s) => s.next_batch().await?,
             Source::File(s) => s.next_batch().await?,
+            Source::Kafka(s) => {
+                let (records, checkpoint) = s.next_batch().await?;
+                return Ok(Some(Batch {
+                    records,
+                    checkpoint: Checkpoint::Kafka(checkpoint),
+                }));
+            }
         };
         Ok(records.map(|records| Batch {
             records,
@@ -69,8 +82,10 @@ impl Source {
     /// Called, in batch order, once every sink has acknowledged a batch (and the dead letter
     /// has taken its failures): the source may now forget everything up to `checkpoint`.
     pub async fn commit(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
-        match checkpoint {
-            Checkpoint::None => Ok(()),
+        match (self, checkpoint) {
+            (_, Checkpoint::None) => Ok(()),
+            (Source::Kafka(s), Checkpoint::Kafka(c)) => s.commit(c),
+            (_, Checkpoint::Kafka(_)) => unreachable!("a Kafka checkpoint from another source"),
         }
     }
 }
@@ -90,6 +105,8 @@ pub enum Checkpoint {
     /// Nothing to acknowledge (generated records, files).
     #[default]
     None,
+    /// The next offset of every partition in the batch.
+    Kafka(crate::kafka::KafkaCheckpoint),
 }
 
 /// Under a rate limit, emit small chunks so a batch does not wait longer than its timeout.

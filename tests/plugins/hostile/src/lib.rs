@@ -9,6 +9,8 @@
 //! - `wrong-count`: returns one outcome too few
 //! - `leak`: keeps `leak_kib` KiB per call alive forever (a leaking guest)
 //! - `log-flood`: logs 10,000 lines per call
+//! - `outcomes`: exercises every outcome, by record index modulo 6: keep, drop, set-value
+//!   (upper-cased), replace (key `replaced`), expand into two copies, expand into nothing
 
 use std::sync::Mutex;
 
@@ -49,6 +51,7 @@ impl Guest for Hostile {
             "trap-on",
             "loop-on",
             "wrong-count",
+            "outcomes",
             "leak",
             "log-flood",
         ];
@@ -86,6 +89,13 @@ impl Guest for Hostile {
             "trap-on" if batch.iter().any(hit) => panic!("poison record"),
             "loop-on" if batch.iter().any(hit) => spin(),
             "wrong-count" => return vec![Outcome::Keep; batch.len().saturating_sub(1)],
+            "outcomes" => {
+                return batch
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| every_outcome(i, r))
+                    .collect();
+            }
             "leak" => LEAKED
                 .lock()
                 .unwrap()
@@ -94,6 +104,20 @@ impl Guest for Hostile {
             _ => {}
         }
         vec![Outcome::Keep; batch.len()]
+    }
+}
+
+fn every_outcome(i: usize, r: Record) -> Outcome {
+    match i % 6 {
+        0 => Outcome::Keep,
+        1 => Outcome::Drop,
+        2 => Outcome::SetValue(r.value.to_ascii_uppercase()),
+        3 => Outcome::Replace(Record {
+            key: Some(b"replaced".to_vec()),
+            ..r
+        }),
+        4 => Outcome::Expand(vec![r.clone(), r]),
+        _ => Outcome::Expand(Vec::new()),
     }
 }
 

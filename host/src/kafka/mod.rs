@@ -1,0 +1,85 @@
+//! Kafka stages on librdkafka (via `rdkafka`): the sink, the source, the dead-letter topic and
+//! topic creation.
+//!
+//! Delivery is at-least-once end to end: the sink returns only once the broker acknowledged
+//! every record of a batch (or reported it failed, so the pipeline can dead-letter it), and the
+//! source commits a batch's offsets only after the pipeline says every sink holds it.
+
+mod key;
+mod producer;
+mod source;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{ConfigValue, CreateTopic};
+
+pub use producer::{KafkaDeadLetter, KafkaSink};
+pub use source::{KafkaCheckpoint, KafkaSource};
+
+/// librdkafka settings: bootstrap servers, then the user's `properties`.
+fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in properties {
+        c.set(k, v.to_plugin_string());
+    }
+    c
+}
+
+/// Sets `key` unless the user's `properties` already did.
+fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
+}
+
+/// Creates `topic` as described unless it already exists (an existing topic is not altered).
+pub async fn create_topic(
+    brokers: &str,
+    properties: &BTreeMap<String, ConfigValue>,
+    topic: &str,
+    spec: &CreateTopic,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, properties)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let mut configs: Vec<(String, String)> = spec
+        .configs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_plugin_string()))
+        .collect();
+    if let Some(b) = spec.retention_bytes {
+        configs.push(("retention.bytes".into(), b.as_u64().to_string()));
+    }
+    // -1: the broker's default (num.partitions, default.replication.factor).
+    let mut new = NewTopic::new(
+        topic,
+        spec.partitions.unwrap_or(-1),
+        TopicReplication::Fixed(spec.replication.unwrap_or(-1)),
+    );
+    for (k, v) in &configs {
+        new = new.set(k, v);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .with_context(|| format!("creating Kafka topic `{topic}`"))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, "created Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic, "Kafka topic exists; left as it is")
+            }
+            Err((_, code)) => anyhow::bail!("creating Kafka topic `{topic}`: {code}"),
+        }
+    }
+    Ok(())
+}

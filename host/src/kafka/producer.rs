@@ -1,0 +1,253 @@
+//! The Kafka sink and the Kafka dead-letter destination, on one producer type that sends a
+//! batch and waits for every delivery report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
+
+use super::{client_config, key, set_default};
+use crate::config::{KafkaSinkConfig, Pipeline};
+use crate::sink::Rejected;
+use crate::wasm::{DeadLetter, Header, Record};
+
+/// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
+/// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
+#[derive(Default)]
+struct Deliveries {
+    outstanding: AtomicUsize,
+    failed: Mutex<Vec<Rejected>>,
+    done: Notify,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The record's index in its batch: no allocation per message.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        if let Err((e, _)) = result {
+            self.fail(index, e);
+        }
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+}
+
+impl Deliveries {
+    fn fail(&self, index: usize, e: &KafkaError) {
+        let reason = format!("Kafka delivery failed: {e}");
+        self.failed.lock().unwrap().push(Rejected { index, reason });
+    }
+}
+
+/// A producer whose `send` + `wait` deliver a batch: `wait` returns once the broker has
+/// acknowledged (per `acks`) or finally refused every message sent since the last `wait`.
+struct BatchProducer {
+    inner: ThreadedProducer<Deliveries>,
+}
+
+impl BatchProducer {
+    fn new(config: &rdkafka::ClientConfig) -> anyhow::Result<Self> {
+        let inner = ThreadedProducer::from_config_and_context(config, Deliveries::default())
+            .context("creating the Kafka producer")?;
+        Ok(Self { inner })
+    }
+
+    fn deliveries(&self) -> &Deliveries {
+        self.inner.context()
+    }
+
+    async fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) {
+        let d = self.deliveries();
+        d.outstanding.fetch_add(1, Ordering::AcqRel);
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return,
+                // The local queue (`queue.buffering.max.*`) is bounded: wait for room.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // Refused before it left (e.g. larger than `message.max.bytes`).
+                Err((e, r)) => {
+                    d.fail(r.delivery_opaque, &e);
+                    d.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn wait(&self) -> Vec<Rejected> {
+        let d = self.deliveries();
+        // `notify_one` keeps a permit when nobody waits, so a report that lands between the
+        // check and the await is not missed; a stale permit only costs one more check.
+        while d.outstanding.load(Ordering::Acquire) > 0 {
+            d.done.notified().await;
+        }
+        std::mem::take(&mut *d.failed.lock().unwrap())
+    }
+}
+
+impl Drop for BatchProducer {
+    fn drop(&mut self) {
+        // Every batch was waited for; this only matters after an error.
+        let _ = self.inner.flush(Duration::from_secs(5));
+    }
+}
+
+fn headers(headers: &[Header], extra: usize) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.len() + extra);
+    for h in headers {
+        out = out.insert(KafkaHeader {
+            key: &h.key,
+            value: Some(&h.value[..]),
+        });
+    }
+    out
+}
+
+pub struct KafkaSink {
+    producer: BatchProducer,
+    topic: String,
+    key_paths: Vec<Vec<String>>,
+    /// The current record's key, reused (librdkafka copies it on send).
+    key: Vec<u8>,
+}
+
+impl KafkaSink {
+    pub async fn open(c: &KafkaSinkConfig) -> anyhow::Result<Self> {
+        if let Some(spec) = &c.create_topic {
+            super::create_topic(&c.brokers, &c.properties, &c.topic, spec).await?;
+        }
+        let mut config = client_config(&c.brokers, &c.properties);
+        set_default(&mut config, "acks", &c.acks.to_plugin_string());
+        set_default(&mut config, "compression.type", c.compression.as_str());
+        set_default(&mut config, "enable.idempotence", &c.idempotent.to_string());
+        // Every batch is waited for anyway: a short linger fills librdkafka's batches.
+        set_default(&mut config, "linger.ms", "5");
+        Ok(Self {
+            producer: BatchProducer::new(&config)?,
+            topic: c.topic.clone(),
+            key_paths: key::parse_paths(&c.key_field),
+            key: Vec::new(),
+        })
+    }
+
+    /// Sends every record and waits for its delivery report; returns the ones that failed.
+    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
+        for (i, r) in records.iter().enumerate() {
+            let key = if key::find(&r.value, &self.key_paths, &mut self.key) {
+                Some(&self.key[..])
+            } else {
+                r.key.as_deref()
+            };
+            let mut m = BaseRecord::with_opaque_to(&self.topic, i).payload(&r.value[..]);
+            if let Some(k) = key {
+                m = m.key(k);
+            }
+            if let Some(ts) = r.timestamp {
+                m = m.timestamp(ts);
+            }
+            if !r.headers.is_empty() {
+                m = m.headers(headers(&r.headers, 0));
+            }
+            self.producer.send(m).await;
+        }
+        Ok(self.producer.wait().await)
+    }
+}
+
+/// `[dead_letter] type = "kafka"`: each failed record as it was, plus why.
+pub struct KafkaDeadLetter {
+    producer: BatchProducer,
+    topic: String,
+    /// Transform name -> plugin file, for the `sluice.plugin` header.
+    plugins: HashMap<String, String>,
+}
+
+impl KafkaDeadLetter {
+    pub fn open(p: &Pipeline) -> anyhow::Result<Self> {
+        let crate::config::DeadLetterConfig::Kafka {
+            brokers,
+            topic,
+            properties,
+        } = &p.config.dead_letter
+        else {
+            anyhow::bail!("not a Kafka dead letter");
+        };
+        let mut config = client_config(brokers, properties);
+        // A dead letter that is lost is a record that is lost.
+        set_default(&mut config, "acks", "all");
+        let plugins = p
+            .config
+            .transforms
+            .iter()
+            .map(|(name, t)| {
+                let file = t.plugin.file_name().unwrap_or(t.plugin.as_os_str());
+                (name.clone(), file.to_string_lossy().into_owned())
+            })
+            .collect();
+        Ok(Self {
+            producer: BatchProducer::new(&config)?,
+            topic: topic.clone(),
+            plugins,
+        })
+    }
+
+    /// Sends and waits; a dead letter that cannot be delivered fails the pipeline (so the
+    /// batch is never acknowledged to the source).
+    pub async fn write(&mut self, dead: &[DeadLetter]) -> anyhow::Result<()> {
+        for (i, dl) in dead.iter().enumerate() {
+            let r = &dl.record;
+            let mut h = headers(&r.headers, 3)
+                .insert(KafkaHeader {
+                    key: "sluice.stage",
+                    value: Some(dl.stage.as_bytes()),
+                })
+                .insert(KafkaHeader {
+                    key: "sluice.reason",
+                    value: Some(dl.reason.as_bytes()),
+                });
+            if let Some(plugin) = self.plugins.get(&*dl.stage) {
+                h = h.insert(KafkaHeader {
+                    key: "sluice.plugin",
+                    value: Some(plugin.as_bytes()),
+                });
+            }
+            let mut m = BaseRecord::with_opaque_to(&self.topic, i)
+                .payload(&r.value[..])
+                .headers(h);
+            if let Some(k) = r.key.as_deref() {
+                m = m.key(k);
+            }
+            if let Some(ts) = r.timestamp {
+                m = m.timestamp(ts);
+            }
+            self.producer.send(m).await;
+        }
+        if let Some(f) = self.producer.wait().await.first() {
+            anyhow::bail!(
+                "dead-letter topic `{}`: record {} not delivered: {}",
+                self.topic,
+                f.index,
+                f.reason
+            );
+        }
+        Ok(())
+    }
+}

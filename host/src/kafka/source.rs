@@ -1,0 +1,315 @@
+//! The Kafka source: a consumer group with manual offset commits.
+//!
+//! Offsets move only through [`KafkaSource::commit`], which the pipeline calls once every sink
+//! holds a batch; commits are coalesced to one per `commit_interval`. A rebalance commits what is acknowledged for the partitions being revoked, and
+//! checkpoints taken under an older assignment of a partition are never committed: the new
+//! owner re-reads from the last commit (duplicates are possible, loss is not).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+use super::{client_config, set_default};
+use crate::config::{KafkaSourceConfig, StartPosition};
+use crate::wasm::{Header, Record};
+
+/// Where a batch ends, per partition: the next offset to read.
+#[derive(Debug, Default)]
+pub struct KafkaCheckpoint {
+    offsets: Vec<PartitionOffset>,
+}
+
+#[derive(Debug)]
+struct PartitionOffset {
+    topic: String,
+    partition: i32,
+    /// The assignment the records were read under (see [`Assigned::epoch`]).
+    epoch: u64,
+    next: i64,
+}
+
+/// A partition this consumer owns.
+struct Assigned {
+    topic: String,
+    partition: i32,
+    /// Changes with every assignment of the partition, so checkpoints from an earlier
+    /// ownership are recognised and dropped.
+    epoch: u64,
+    /// Acknowledged by the pipeline, committed asynchronously: the next offset to read.
+    acked: Option<i64>,
+}
+
+#[derive(Default)]
+struct Assignment {
+    partitions: Vec<Assigned>,
+    next_epoch: u64,
+}
+
+impl Assignment {
+    fn find(&mut self, topic: &str, partition: i32) -> Option<&mut Assigned> {
+        self.partitions
+            .iter_mut()
+            .find(|a| a.partition == partition && a.topic == topic)
+    }
+}
+
+/// Tracks the assignment across rebalances (runs inside the consumer's poll).
+#[derive(Default)]
+struct Rebalancer {
+    state: Mutex<Assignment>,
+}
+
+impl ClientContext for Rebalancer {}
+
+impl ConsumerContext for Rebalancer {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut state = self.state.lock().unwrap();
+        let mut done = TopicPartitionList::new();
+        for e in revoked.elements() {
+            if let Some(next) = state.find(e.topic(), e.partition()).and_then(|a| a.acked) {
+                let _ = done.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
+            }
+        }
+        state.partitions.retain(|a| {
+            !revoked
+                .elements()
+                .iter()
+                .any(|e| e.partition() == a.partition && e.topic() == a.topic)
+        });
+        drop(state);
+        // Synchronously, so the next owner starts after everything acknowledged here.
+        if done.count() > 0
+            && let Err(e) = consumer.commit(&done, CommitMode::Sync)
+        {
+            tracing::warn!("committing offsets of revoked partitions: {e}");
+        }
+        tracing::info!("partitions revoked: {}", describe(revoked));
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let mut state = self.state.lock().unwrap();
+                for e in assigned.elements() {
+                    state.next_epoch += 1;
+                    let epoch = state.next_epoch;
+                    match state.find(e.topic(), e.partition()) {
+                        Some(a) => {
+                            a.epoch = epoch;
+                            a.acked = None;
+                        }
+                        None => state.partitions.push(Assigned {
+                            topic: e.topic().to_owned(),
+                            partition: e.partition(),
+                            epoch,
+                            acked: None,
+                        }),
+                    }
+                }
+                tracing::info!("partitions assigned: {}", describe(assigned));
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            // The next commit covers these offsets too; a crash before it means duplicates.
+            tracing::warn!("committing Kafka offsets: {e}");
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+pub struct KafkaSource {
+    consumer: StreamConsumer<Rebalancer>,
+    batch_size: usize,
+    batch_timeout: Duration,
+    commit_interval: Duration,
+    last_commit: Instant,
+    /// Offsets were acknowledged since the last commit.
+    dirty: bool,
+}
+
+impl KafkaSource {
+    pub fn new(
+        c: &KafkaSourceConfig,
+        batch_size: usize,
+        batch_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut config = client_config(&c.brokers, &c.properties);
+        config
+            .set("group.id", &c.group_id)
+            // Offsets move only when the pipeline acknowledges; not negotiable.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let start = match c.start {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        };
+        set_default(&mut config, "auto.offset.reset", start);
+        let consumer: StreamConsumer<Rebalancer> = config
+            .create_with_context(Rebalancer::default())
+            .context("creating the Kafka consumer")?;
+        let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
+        Ok(Self {
+            consumer,
+            batch_size,
+            batch_timeout,
+            commit_interval: c.commit_interval,
+            last_commit: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    /// Up to `batch_size` records, or what arrived within `batch_timeout` (maybe nothing: the
+    /// pipeline then comes back after committing what was acknowledged meanwhile).
+    pub async fn next_batch(&mut self) -> anyhow::Result<(Vec<Record>, KafkaCheckpoint)> {
+        let deadline = Instant::now() + self.batch_timeout;
+        let mut records = Vec::new();
+        let mut checkpoint = KafkaCheckpoint::default();
+        while records.len() < self.batch_size {
+            let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Ok(m)) => m,
+                Ok(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    anyhow::bail!("Kafka consumer failed: {code}")
+                }
+                // Transient (broker down, partition moving...): librdkafka recovers by itself.
+                Ok(Err(e)) => {
+                    tracing::warn!("Kafka consumer: {e}");
+                    continue;
+                }
+            };
+            self.track(&mut checkpoint, &message);
+            records.push(to_record(&message));
+        }
+        Ok((records, checkpoint))
+    }
+
+    fn track(&self, checkpoint: &mut KafkaCheckpoint, m: &BorrowedMessage<'_>) {
+        let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
+        if let Some(p) = checkpoint
+            .offsets
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == topic)
+        {
+            p.next = next;
+            return;
+        }
+        // First record of this partition in the batch: note the assignment it came under.
+        // A partition not (or no longer) assigned gets epoch 0, which is never committed.
+        let epoch = self
+            .consumer
+            .context()
+            .state
+            .lock()
+            .unwrap()
+            .find(topic, partition)
+            .map_or(0, |a| a.epoch);
+        checkpoint.offsets.push(PartitionOffset {
+            topic: topic.to_owned(),
+            partition,
+            epoch,
+            next,
+        });
+    }
+
+    /// Records a delivered batch's offsets, skipping partitions reassigned since the batch
+    /// was read, and commits what is acknowledged once `commit_interval` has passed
+    /// (asynchronously: a failure is logged and covered by the next commit). An empty
+    /// checkpoint (an empty batch) only gives a due commit its chance.
+    pub fn commit(&mut self, checkpoint: KafkaCheckpoint) -> anyhow::Result<()> {
+        if !checkpoint.offsets.is_empty() {
+            let mut state = self.consumer.context().state.lock().unwrap();
+            for p in &checkpoint.offsets {
+                match state.find(&p.topic, p.partition) {
+                    Some(a) if a.epoch == p.epoch => a.acked = Some(p.next),
+                    _ => tracing::debug!(
+                        "not committing {}[{}]@{}: partition reassigned since",
+                        p.topic,
+                        p.partition,
+                        p.next
+                    ),
+                }
+            }
+            self.dirty = true;
+        }
+        if self.dirty && self.last_commit.elapsed() >= self.commit_interval {
+            self.commit_acked(CommitMode::Async)?;
+        }
+        Ok(())
+    }
+
+    fn commit_acked(&mut self, mode: CommitMode) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for a in &self.consumer.context().state.lock().unwrap().partitions {
+            if let Some(next) = a.acked {
+                tpl.add_partition_offset(&a.topic, a.partition, Offset::Offset(next))?;
+            }
+        }
+        self.dirty = false;
+        self.last_commit = Instant::now();
+        if tpl.count() > 0 {
+            self.consumer.commit(&tpl, mode)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Make the last acknowledged offsets durable before the consumer closes.
+        if self.dirty
+            && let Err(e) = self.commit_acked(CommitMode::Sync)
+        {
+            tracing::warn!("committing Kafka offsets at shutdown: {e}");
+        }
+    }
+}
+
+fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    Record {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().unwrap_or_default().to_vec(),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.unwrap_or_default().to_vec(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp: m.timestamp().to_millis(),
+    }
+}

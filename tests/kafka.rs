@@ -1,0 +1,683 @@
+//! Kafka stages against a real broker (`compose/kafka.sh start`; `cargo xtask test` starts it).
+//! The broker is found at `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); without one these tests
+//! fail. Every test uses its own topics and groups, so they run in parallel.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::Value;
+use sluice::generate::{GenerateOptions, TweetGenerator};
+
+/// The broker under test; panics (the test fails) when nothing listens there.
+fn bootstrap() -> String {
+    let b = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    assert_reachable(&b);
+    b
+}
+
+fn assert_reachable(bootstrap: &str) {
+    let reachable = bootstrap.split(',').any(|hp| {
+        hp.to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+    });
+    assert!(
+        reachable,
+        "no Kafka broker at {bootstrap}: start one with `bash compose/kafka.sh start` \
+         (`cargo xtask test` does) or set KAFKA_BOOTSTRAP"
+    );
+}
+
+/// `name-<pid>-<nanos>`: topics and groups no other test (or earlier run) uses.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// A number in `lo..hi` that differs between runs.
+fn random_in(lo: u64, hi: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    lo + RandomState::new().hash_one(Instant::now()) % (hi - lo)
+}
+
+fn write_pipeline(dir: &Path, name: &str, toml: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+fn host_cmd(pipeline: &Path) -> Command {
+    build_plugins();
+    let mut c = Command::new(host_bin());
+    c.args([
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json-summary",
+        "--quiet",
+    ])
+    .current_dir(root())
+    .env("RUST_LOG", "warn,sluice=info");
+    c
+}
+
+/// Runs a pipeline to its end; returns its JSON summary.
+fn run_host(pipeline: &Path) -> Value {
+    let o: Output = host_cmd(pipeline).output().unwrap();
+    assert!(
+        o.status.success(),
+        "host failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Starts a pipeline that runs until stopped; stderr goes to `log`.
+fn spawn_host(pipeline: &Path, log: &Path) -> Child {
+    host_cmd(pipeline)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGINT: the host drains in-flight batches, commits and exits.
+fn stop_host(mut child: Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "host did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops a child host even when the test fails.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Tweet id of a JSON document (v1.1 `id_str` or v2 `data.id`).
+fn tweet_id(doc: &Value) -> Option<String> {
+    doc["id_str"]
+        .as_str()
+        .or(doc["data"]["id"].as_str())
+        .map(str::to_owned)
+}
+
+/// Ids of the tweets a `generate` source with `seed` and `count` produces.
+fn generated_ids(seed: u64, count: usize) -> Vec<String> {
+    let mut g = TweetGenerator::new(&GenerateOptions {
+        seed,
+        ..GenerateOptions::default()
+    });
+    let mut buf = Vec::new();
+    (0..count)
+        .map(|_| g.next_into(&mut buf).id.to_string())
+        .collect()
+}
+
+/// Ids in an NDJSON file (with repeats), or none if it does not exist yet.
+fn ids_in(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    // A line still being written is ignored until it is complete.
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .map(|d: Value| tweet_id(&d).expect("a tweet id"))
+        .collect()
+}
+
+/// Complete lines in a file (cheap: no parsing).
+fn line_count(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+/// Waits until `files` together hold every id of `want`; returns what they hold.
+fn wait_for_all(files: &[&Path], want: &BTreeSet<String>, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if files.iter().map(|f| line_count(f)).sum::<usize>() < want.len() {
+            assert!(Instant::now() < deadline, "records missing after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let got: Vec<String> = files.iter().flat_map(|f| ids_in(f)).collect();
+        let seen: BTreeSet<&String> = got.iter().collect();
+        let missing = want.iter().filter(|id| !seen.contains(id)).count();
+        if missing == 0 {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} records never arrived within {timeout:?}",
+            want.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A pipeline producing `count` generated tweets (seed `seed`) to `topic`.
+fn producer_toml(brokers: &str, topic: &str, seed: u64, count: usize, extra: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+batch_size = 200
+[source]
+type = "generate"
+count = {count}
+{extra}
+[source.tweets]
+seed = {seed}
+[sinks.kafka]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+acks = "all"
+compression = "zstd"
+[sinks.kafka.create_topic]
+partitions = 3
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#
+    )
+}
+
+/// A pipeline reading `topic` as `group` through `enrich` into `out`.
+fn consumer_toml(brokers: &str, topic: &str, group: &str, out: &Path, props: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+chain = ["enrich"]
+batch_size = {batch}
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+[source.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+{props}
+[transforms.enrich]
+plugin = "{plugins}/enrich.wasm"
+[sinks.out]
+type = "file"
+path = "{out}"
+[dead_letter]
+type = "file"
+path = "{out}.dead"
+"#,
+        batch = 50,
+        plugins = root().join("guest-plugins/dist").display(),
+        out = out.display(),
+    )
+}
+
+fn consumer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    c
+}
+
+/// Reads `n` messages from `topic` (fails after 60 s): (key, value, headers).
+type Msg = (Option<Vec<u8>>, Vec<u8>, HashMap<String, String>);
+fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Msg> {
+    let consumer: BaseConsumer = consumer_config(brokers).create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {n} from {topic}",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_owned(), v.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                ));
+            }
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn round_trip_through_a_topic_keeps_every_record_and_keys_by_tweet_id() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("roundtrip"), unique("twitter_log_to_es"));
+    let n = 3000;
+    let want = generated_ids(7, n);
+
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 7, n, ""),
+    );
+    let s = run_host(&produce);
+    assert_eq!(s["records_in"], n as u64);
+    assert_eq!(s["records_out"], n as u64);
+    assert_eq!(s["dead_lettered"], 0);
+
+    // The message key is the tweet id found in the JSON.
+    for (key, value, _) in read_topic(&brokers, &topic, 50) {
+        let doc: Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(
+            String::from_utf8(key.expect("a key")).unwrap(),
+            tweet_id(&doc).unwrap()
+        );
+    }
+
+    let out = dir.path().join("out.ndjson");
+    let consume = write_pipeline(
+        dir.path(),
+        "consume.toml",
+        &consumer_toml(&brokers, &topic, &group, &out, ""),
+    );
+    let mut host = Running(Some(spawn_host(&consume, &dir.path().join("c.log"))));
+    let want_set: BTreeSet<String> = want.iter().cloned().collect();
+    wait_for_all(&[&out], &want_set, Duration::from_secs(90));
+    // Nothing more arrives: exactly once without failures.
+    std::thread::sleep(Duration::from_millis(500));
+    stop_host(host.0.take().unwrap());
+    let got = ids_in(&out);
+    assert_eq!(got.len(), n, "exact count");
+    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), want_set);
+
+    // The group's offsets were committed: a restart reads nothing again.
+    let mut again = Running(Some(spawn_host(&consume, &dir.path().join("c2.log"))));
+    std::thread::sleep(Duration::from_secs(4));
+    stop_host(again.0.take().unwrap());
+    assert_eq!(
+        ids_in(&out).len(),
+        n,
+        "records read twice after a clean stop"
+    );
+}
+
+#[test]
+fn kill_9_of_the_consumer_loses_nothing() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("kill9"), unique("kill9-group"));
+    let n = 40_000;
+    let want: BTreeSet<String> = generated_ids(11, n).into_iter().collect();
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 11, n, ""),
+    );
+    assert_eq!(run_host(&produce)["records_out"], n as u64);
+
+    let out = dir.path().join("out.ndjson");
+    // Static membership: a restarted host takes its partitions back without waiting for the
+    // killed one's session to expire.
+    let consume = write_pipeline(
+        dir.path(),
+        "consume.toml",
+        &consumer_toml(
+            &brokers,
+            &topic,
+            &group,
+            &out,
+            r#""group.instance.id" = "kill9-host""#,
+        )
+        .replace("batch_size = 50", "batch_size = 10"),
+    );
+    let mut kills = 0;
+    let mut progress = Vec::new();
+    while kills < 4 {
+        let child = spawn_host(&consume, &dir.path().join(format!("run{kills}.log")));
+        let mut running = Running(Some(child));
+        // Let it get going (join the group), then kill it somewhere in the middle.
+        let before = line_count(&out);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while line_count(&out) == before {
+            assert!(Instant::now() < deadline, "run {kills} made no progress");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(random_in(50, 700)));
+        let mut child = running.0.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        progress.push(line_count(&out));
+        if line_count(&out) >= n && ids_in(&out).into_iter().collect::<BTreeSet<_>>() == want {
+            break;
+        }
+    }
+    eprintln!("lines in the sink after each kill -9: {progress:?}");
+    assert!(
+        kills >= 3,
+        "the consumer finished before 3 kills: {progress:?}"
+    );
+    let mut last = Running(Some(spawn_host(&consume, &dir.path().join("last.log"))));
+    let got = wait_for_all(&[&out], &want, Duration::from_secs(120));
+    stop_host(last.0.take().unwrap());
+    eprintln!(
+        "{} records, {} lines delivered ({} duplicates)",
+        n,
+        got.len(),
+        got.len() - n
+    );
+}
+
+/// A broker of this test's own (ports and state dir), stopped when dropped.
+struct OwnBroker {
+    env: Vec<(&'static str, String)>,
+}
+
+impl OwnBroker {
+    fn start(state: &Path) -> (Self, String) {
+        let port = 19000 + (std::process::id() % 400) as u16 * 2;
+        let b = OwnBroker {
+            env: vec![
+                ("KAFKA_PORT", port.to_string()),
+                ("KAFKA_CONTROLLER_PORT", (port + 1).to_string()),
+                ("SLUICE_STATE", state.display().to_string()),
+            ],
+        };
+        b.script("start");
+        (b, format!("127.0.0.1:{port}"))
+    }
+
+    fn script(&self, cmd: &str) {
+        let status = Command::new("bash")
+            .args(["compose/kafka.sh", cmd])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "compose/kafka.sh {cmd} failed");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_nothing() {
+    bootstrap(); // the shared broker is not used, but its absence means a broken setup
+    let dir = tempdir();
+    let (broker, brokers) = OwnBroker::start(&dir.path().join("state"));
+    let (topic, group) = (unique("restart"), unique("restart-group"));
+    let n = 3000;
+    let want: BTreeSet<String> = generated_ids(13, n).into_iter().collect();
+
+    // Both sides run across the outage: ~10 s of producing at 300 records/s.
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 13, n, "rate = 300"),
+    );
+    let mut producer = Running(Some(
+        host_cmd(&produce)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("p.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let out = dir.path().join("out.ndjson");
+    let consume = write_pipeline(
+        dir.path(),
+        "consume.toml",
+        &consumer_toml(&brokers, &topic, &group, &out, ""),
+    );
+    let mut consumer = Running(Some(spawn_host(&consume, &dir.path().join("c.log"))));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while line_count(&out) < 300 {
+        assert!(Instant::now() < deadline, "no records before the restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker.script("stop");
+    let during = line_count(&out);
+    std::thread::sleep(Duration::from_secs(3));
+    broker.script("start");
+    eprintln!("restarted the broker after {during} records");
+
+    let o = producer.0.take().unwrap().wait_with_output().unwrap();
+    assert!(o.status.success(), "producer failed");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["records_out"], n as u64);
+    assert_eq!(s["dead_lettered"], 0);
+    let got = wait_for_all(&[&out], &want, Duration::from_secs(120));
+    stop_host(consumer.0.take().unwrap());
+    assert!(got.len() >= n);
+}
+
+/// Partitions in the host's last "partitions assigned" log line, if it had one.
+fn last_assignment(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.contains("partitions "))?;
+    let (_, parts) = line.split_once("partitions assigned: ")?;
+    (parts != "none").then(|| parts.to_owned())
+}
+
+#[test]
+fn two_hosts_in_one_group_split_the_partitions() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("split"), unique("split-group"));
+    let n = 3000;
+    let want: BTreeSet<String> = generated_ids(17, n).into_iter().collect();
+    // The topic exists (3 partitions) before the consumers subscribe.
+    let create = write_pipeline(
+        dir.path(),
+        "create.toml",
+        &producer_toml(&brokers, &topic, 17, 0, "").replace("count = 0", "count = 1"),
+    );
+    run_host(&create);
+    let first: BTreeSet<String> = generated_ids(17, 1).into_iter().collect();
+
+    let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let pa = write_pipeline(
+        dir.path(),
+        "a.toml",
+        &consumer_toml(&brokers, &topic, &group, &out_a, ""),
+    );
+    let pb = write_pipeline(
+        dir.path(),
+        "b.toml",
+        &consumer_toml(&brokers, &topic, &group, &out_b, ""),
+    );
+    let mut a = Running(Some(spawn_host(&pa, &log_a)));
+    wait_for_all(&[&out_a], &first, Duration::from_secs(60));
+    let mut b = Running(Some(spawn_host(&pb, &log_b)));
+    // The rebalance is over when both hold partitions and together hold all three.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Some(pa), Some(pb)) = (last_assignment(&log_a), last_assignment(&log_b)) {
+            let count = |s: &str| s.split(' ').count();
+            if count(&pa) + count(&pb) == 3 {
+                eprintln!("assigned: a {pa}, b {pb}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the group never split the topic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 17, n, ""),
+    );
+    run_host(&produce);
+    let got = wait_for_all(&[&out_a, &out_b], &want, Duration::from_secs(90));
+    let (in_a, in_b) = (ids_in(&out_a).len(), ids_in(&out_b).len());
+    stop_host(a.0.take().unwrap());
+    stop_host(b.0.take().unwrap());
+    assert!(in_a > 0 && in_b > 0, "a got {in_a}, b got {in_b}");
+    // The first record was produced twice (creating the topic, then with the rest).
+    eprintln!(
+        "a got {in_a}, b got {in_b}, {} duplicates",
+        got.len() - n - 1
+    );
+}
+
+#[test]
+fn dead_letters_go_to_a_kafka_topic_with_the_reason() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, dlq) = (unique("dl-out"), unique("dl-dlq"));
+    let mut input = fixture("tweets.ndjson");
+    input.extend_from_slice(b"not json at all\n");
+    // Larger than the sink's message.max.bytes: refused by the producer, so dead-lettered.
+    input.extend_from_slice(format!("{{\"text\":\"bts {}\"}}\n", "x".repeat(200_000)).as_bytes());
+    std::fs::write(dir.path().join("in.ndjson"), input).unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[pipeline]
+chain = ["bts"]
+[source]
+type = "file"
+paths = ["in.ndjson"]
+[transforms.bts]
+plugin = "{plugins}/keyword_filter.wasm"
+config = {{ keywords = "bts,방탄소년단" }}
+[sinks.out]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+properties = {{ "message.max.bytes" = 100000 }}
+[dead_letter]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{dlq}"
+"#,
+            plugins = root().join("guest-plugins/dist").display()
+        ),
+    );
+    let s = run_host(&pipeline);
+    assert_eq!(s["dead_lettered"], 2, "{s}");
+    let mut dead = read_topic(&brokers, &dlq, 2);
+    dead.sort_by_key(|(_, v, _)| v.len());
+    let (_, value, h) = &dead[0];
+    assert_eq!(value, b"not json at all");
+    assert_eq!(h["sluice.stage"], "bts");
+    assert_eq!(h["sluice.plugin"], "keyword_filter.wasm");
+    assert!(h["sluice.reason"].starts_with("not valid JSON"), "{h:?}");
+    let (_, value, h) = &dead[1];
+    assert!(value.len() > 200_000);
+    assert_eq!(h["sluice.stage"], "sinks.out");
+    assert!(
+        h["sluice.reason"].contains("Kafka delivery failed"),
+        "{h:?}"
+    );
+    // The good records made it.
+    let kept = s["records_out"].as_u64().unwrap() as usize - 1;
+    assert_eq!(read_topic(&brokers, &topic, kept).len(), kept);
+}
+
+#[test]
+fn the_sink_creates_its_topic_with_partitions_and_retention() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let topic = unique("created");
+    let pipeline = write_pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[source]
+type = "generate"
+count = 10
+[sinks.k]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+acks = "1"
+[sinks.k.create_topic]
+partitions = 5
+replication = 1
+retention_bytes = 100000000
+configs = {{ "cleanup.policy" = "delete" }}
+"#
+        ),
+    );
+    assert_eq!(run_host(&pipeline)["records_out"], 10);
+    // Running again leaves the existing topic alone.
+    assert_eq!(run_host(&pipeline)["records_out"], 10);
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let meta = admin
+        .inner()
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(meta.topics()[0].partitions().len(), 5);
+    let configs =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new()))
+            .unwrap();
+    let resource = configs.into_iter().next().unwrap().unwrap();
+    let value = |name: &str| resource.get(name).and_then(|e| e.value.clone());
+    assert_eq!(value("retention.bytes").as_deref(), Some("100000000"));
+    assert_eq!(value("cleanup.policy").as_deref(), Some("delete"));
+    assert_eq!(read_topic(&brokers, &topic, 20).len(), 20);
+}

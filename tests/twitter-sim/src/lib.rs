@@ -1,0 +1,1133 @@
+//! A local stand-in for the Twitter API v2 filtered stream, for tests.
+//!
+//! It serves, on a loopback address:
+//!
+//! * `GET /2/tweets/search/stream/rules` (optionally `?ids=1,2`) and
+//!   `POST /2/tweets/search/stream/rules` with `{"add": [{"value", "tag"}]}` or
+//!   `{"delete": {"ids": [..]}}`, `?dry_run=true` and `?delete_all=true`;
+//! * `GET /2/tweets/search/stream`: a chunked response of newline-delimited JSON tweets in the
+//!   v2 shape (`data`, `includes`, `matching_rules`), only those that match the current rules (a
+//!   rule matches when its value occurs in the tweet text, case-insensitively), with `\r\n`
+//!   keep-alive lines while there is nothing to send. `tweet.fields`, `expansions` and
+//!   `user.fields` select what each tweet carries, as on the real API.
+//!
+//! Every API call needs `Authorization: Bearer <token>` (401 otherwise). Like the real stream, one
+//! client at a time: a second concurrent stream connection gets 429 `TooManyConnections`.
+//!
+//! Tweets come from a deterministic sequence (the same [`Scenario::seed`] gives the same tweets)
+//! behind a cursor that only moves when a tweet has been handed to the connection, so a client
+//! that reconnects after a drop gets the tweets it has not seen yet: the simulated stream loses
+//! nothing and repeats nothing, which lets tests count exactly.
+//!
+//! A [`Scenario`] sets the failures to play (drops, stalls, 429/503 answers, a non-JSON line),
+//! the rate and the keep-alive interval; it can be changed at run time with
+//! `POST /_sim/scenario` (a partial JSON object, merged into the current one). `GET /_sim/stats`
+//! returns [`Stats`], `GET /_sim/rules` the rules; `/_sim/*` needs no token.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Stream path, as on the real API.
+pub const STREAM_PATH: &str = "/2/tweets/search/stream";
+/// Rules path, as on the real API.
+pub const RULES_PATH: &str = "/2/tweets/search/stream/rules";
+/// Longest rule value accepted (the real API's limit at the basic level).
+pub const MAX_RULE_LEN: usize = 512;
+/// Candidates scanned for one that matches the rules before the stream idles.
+const SCAN_LIMIT: u64 = 10_000;
+/// First tweet id; ids grow by one per candidate.
+const FIRST_TWEET_ID: u64 = 1_861_000_000_000_000_000;
+/// `created_at` of candidate 0 (2026-11-26T00:00:00Z), advancing 250 ms per candidate.
+const START_MS: i64 = 1_795_651_200_000;
+
+/// What the simulated stream does. Every field has a default, so a partial JSON object is a
+/// valid scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Seed of the tweet sequence.
+    pub seed: u64,
+    /// Tweets to send in all (over every connection); then the stream only sends keep-alives,
+    /// or ends if `end_when_done`. `None`: unlimited.
+    pub total: Option<u64>,
+    /// End the response cleanly once `total` tweets are sent.
+    pub end_when_done: bool,
+    /// Tweets per second; 0 sends as fast as the client reads.
+    pub rate: f64,
+    /// Interval of the `\r\n` keep-alive while no tweet is sent; 0 disables keep-alives.
+    pub keepalive_ms: u64,
+    /// Drop the connection abruptly (no terminating chunk) after this many tweets on it.
+    pub drop_after: Option<u64>,
+    /// Drop every connection after `drop_after` tweets, not only the first one that gets there.
+    pub drop_every: bool,
+    /// Answer the next this-many stream connects with `reject_status` instead of the stream.
+    pub reject_next: u32,
+    /// Status of rejected connects: 429 (with `x-rate-limit-*` headers) or any other, e.g. 503.
+    pub reject_status: u16,
+    /// `x-rate-limit-reset` of a 429 is now plus this many seconds (Unix epoch seconds).
+    pub rate_limit_reset_secs: u64,
+    /// Stall (send nothing, not even keep-alives, keep the socket open) after this many tweets on
+    /// a connection.
+    pub stall_after: Option<u64>,
+    /// Stall every connection after `stall_after` tweets, not only the first.
+    pub stall_every: bool,
+    /// Send one line that is not JSON once this many tweets are sent in all.
+    pub garbage_after: Option<u64>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            total: None,
+            end_when_done: false,
+            rate: 0.0,
+            keepalive_ms: 20_000,
+            drop_after: None,
+            drop_every: false,
+            reject_next: 0,
+            reject_status: 429,
+            rate_limit_reset_secs: 60,
+            stall_after: None,
+            stall_every: false,
+            garbage_after: None,
+        }
+    }
+}
+
+/// A stream rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Counters for tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Stream requests with a valid token, answered or rejected.
+    pub connects: u64,
+    /// Stream requests answered with the stream (200).
+    pub accepted: u64,
+    /// Stream requests answered with `reject_status` by the scenario.
+    pub rejected: u64,
+    /// Stream requests refused because another stream connection was open.
+    pub too_many_connections: u64,
+    /// Requests (any endpoint) without the right bearer token.
+    pub unauthorized: u64,
+    /// Rules requests (GET and POST) with a valid token.
+    pub rules_requests: u64,
+    /// Tweets handed to a connection (the cursor).
+    pub tweets_sent: u64,
+    pub keepalives_sent: u64,
+    pub garbage_sent: u64,
+    pub drops: u64,
+    pub stalls: u64,
+    /// Milliseconds since the simulator started, of every stream request with a valid token.
+    pub connect_times_ms: Vec<u64>,
+    /// Query string of the last stream request.
+    pub last_stream_query: Option<String>,
+    /// A stream connection is open.
+    pub active: bool,
+}
+
+struct Shared {
+    token: String,
+    started: Instant,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    scenario: Scenario,
+    rules: Vec<Rule>,
+    next_rule_id: u64,
+    /// Next candidate index of the tweet sequence.
+    cursor: u64,
+    stats: Stats,
+    drops_done: u64,
+    stalls_done: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running simulator; dropping it stops the server.
+pub struct Sim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sim {
+    /// Binds `addr` (port 0: an ephemeral port) and serves in a task of the current runtime.
+    pub async fn start(addr: SocketAddr, token: &str, scenario: Scenario) -> io::Result<Sim> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            token: token.to_string(),
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                scenario,
+                rules: Vec::new(),
+                next_rule_id: 1_900_000_000_000_000_001,
+                cursor: 0,
+                stats: Stats::default(),
+                drops_done: 0,
+                stalls_done: 0,
+            }),
+        });
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("twitter-sim: server error: {e}");
+            }
+        });
+        Ok(Sim { addr, shared, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the source's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+
+    pub fn scenario(&self) -> Scenario {
+        self.shared.lock().scenario.clone()
+    }
+
+    /// Changes the scenario; takes effect at the next decision of an open stream.
+    pub fn update(&self, f: impl FnOnce(&mut Scenario)) {
+        f(&mut self.shared.lock().scenario);
+    }
+
+    pub fn rules(&self) -> Vec<Rule> {
+        self.shared.lock().rules.clone()
+    }
+
+    /// Adds a rule directly (e.g. a stale one a test expects the client to delete); returns its id.
+    pub fn add_rule(&self, value: &str, tag: Option<&str>) -> String {
+        let mut g = self.shared.lock();
+        let id = g.next_rule_id.to_string();
+        g.next_rule_id += 1;
+        g.rules.push(Rule {
+            id: id.clone(),
+            value: value.to_string(),
+            tag: tag.map(str::to_string),
+        });
+        id
+    }
+
+    /// Text of candidate `index` of the current seed's tweet sequence.
+    pub fn tweet_text(&self, index: u64) -> String {
+        let seed = self.shared.lock().scenario.seed;
+        Tweet::new(seed, index).text
+    }
+}
+
+/// `created_at` (Unix ms) of the tweet with this id, as the simulator sends it.
+pub fn created_at_ms(id: u64) -> Option<i64> {
+    let index = id.checked_sub(FIRST_TWEET_ID)?;
+    Some(START_MS + i64::try_from(index).ok()? * 250)
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(STREAM_PATH, get(stream))
+        .route(RULES_PATH, get(list_rules).post(change_rules))
+        .route("/_sim/stats", get(sim_stats))
+        .route("/_sim/rules", get(sim_rules))
+        .route("/_sim/scenario", get(sim_scenario).post(set_scenario))
+        .with_state(shared)
+}
+
+fn now_iso() -> String {
+    iso_ms(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    )
+}
+
+fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    let body = json!({
+        "title": title,
+        "detail": detail,
+        "type": "about:blank",
+        "status": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
+}
+
+fn invalid_request(detail: &str) -> Response {
+    let body = json!({
+        "errors": [{"message": detail}],
+        "title": "Invalid Request",
+        "detail": "One or more parameters to your request was invalid.",
+        "type": "https://api.twitter.com/2/problems/invalid-request",
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// `None` if the bearer token is right; otherwise the 401 to answer.
+fn check_auth(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == shared.token);
+    if ok {
+        return None;
+    }
+    shared.lock().stats.unauthorized += 1;
+    Some(problem(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized",
+    ))
+}
+
+// ------------------------------------------------------------------------------------------
+// Rules
+// ------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RulesQuery {
+    ids: Option<String>,
+}
+
+async fn list_rules(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<RulesQuery>,
+) -> Response {
+    if let Some(r) = check_auth(&shared, &headers) {
+        return r;
+    }
+    let mut g = shared.lock();
+    g.stats.rules_requests += 1;
+    let wanted: Option<HashSet<&str>> = q.ids.as_deref().map(|s| s.split(',').collect());
+    let rules: Vec<&Rule> = g
+        .rules
+        .iter()
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(r.id.as_str())))
+        .collect();
+    let mut body = json!({"meta": {"sent": now_iso(), "result_count": rules.len()}});
+    if !rules.is_empty() {
+        body["data"] = json!(rules);
+    }
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct ChangeQuery {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    delete_all: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    add: Option<Vec<NewRule>>,
+    delete: Option<DeleteIds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    value: String,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteIds {
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+async fn change_rules(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Result<Query<ChangeQuery>, QueryRejection>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = check_auth(&shared, &headers) {
+        return r;
+    }
+    shared.lock().stats.rules_requests += 1;
+    let Ok(Query(q)) = query else {
+        return invalid_request("dry_run and delete_all must be true or false");
+    };
+    let parsed: ChangeBody = if body.is_empty() && q.delete_all {
+        ChangeBody {
+            add: None,
+            delete: None,
+        }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return invalid_request(&format!("malformed request body: {e}")),
+        }
+    };
+    let mut g = shared.lock();
+    match (parsed.add, parsed.delete) {
+        (Some(_), Some(_)) => invalid_request("a request can either add or delete rules, not both"),
+        (None, None) if q.delete_all => {
+            let ids: Vec<String> = g.rules.iter().map(|r| r.id.clone()).collect();
+            delete_rules(&mut g, &ids, &[], q.dry_run)
+        }
+        (None, None) => invalid_request("the body must have `add` or `delete`"),
+        (Some(add), None) => add_rules(&mut g, add, q.dry_run),
+        (None, Some(del)) if del.ids.is_empty() && del.values.is_empty() => {
+            invalid_request("`delete` needs `ids` or `values`")
+        }
+        (None, Some(del)) => delete_rules(&mut g, &del.ids, &del.values, q.dry_run),
+    }
+}
+
+fn add_rules(g: &mut Inner, add: Vec<NewRule>, dry_run: bool) -> Response {
+    if add.is_empty() {
+        return invalid_request("`add` must not be empty");
+    }
+    let mut created = Vec::new();
+    let mut errors = Vec::new();
+    let mut values: HashSet<String> = g.rules.iter().map(|r| r.value.clone()).collect();
+    for rule in add {
+        let value = rule.value.trim();
+        if value.is_empty() || value.len() > MAX_RULE_LEN {
+            errors.push(json!({
+                "value": rule.value,
+                "details": [format!("rule length must be 1 to {MAX_RULE_LEN} characters")],
+                "title": "UnprocessableEntity",
+                "type": "https://api.twitter.com/2/problems/invalid-rules",
+            }));
+            continue;
+        }
+        if !values.insert(value.to_string()) {
+            let id = g
+                .rules
+                .iter()
+                .find(|r| r.value == value)
+                .map(|r| r.id.clone());
+            errors.push(json!({
+                "value": value,
+                "id": id,
+                "title": "DuplicateRule",
+                "type": "https://api.twitter.com/2/problems/duplicate-rules",
+            }));
+            continue;
+        }
+        let id = g.next_rule_id.to_string();
+        g.next_rule_id += 1;
+        created.push(Rule {
+            id,
+            value: value.to_string(),
+            tag: rule.tag,
+        });
+    }
+    let mut body = json!({
+        "meta": {
+            "sent": now_iso(),
+            "summary": {
+                "created": created.len(),
+                "not_created": errors.len(),
+                "valid": created.len(),
+                "invalid": errors.len(),
+            }
+        }
+    });
+    if !created.is_empty() {
+        body["data"] = json!(created);
+    }
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    if !dry_run {
+        g.rules.extend(created);
+    }
+    let status = if errors.is_empty() || body.get("data").is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+fn delete_rules(g: &mut Inner, ids: &[String], values: &[String], dry_run: bool) -> Response {
+    let mut deleted = 0usize;
+    let mut errors = Vec::new();
+    let mut keep = vec![true; g.rules.len()];
+    let mut find = |pred: &dyn Fn(&Rule) -> bool| {
+        let hit = g
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(i, r)| keep[*i] && pred(r))
+            .map(|(i, _)| i);
+        if let Some(i) = hit {
+            keep[i] = false;
+        }
+        hit.is_some()
+    };
+    for id in ids {
+        if find(&|r| &r.id == id) {
+            deleted += 1;
+        } else {
+            errors.push(json!({
+                "errors": [{"parameters": {"ids": [id]}, "message": "Rule does not exist"}],
+                "title": "Invalid Request",
+                "type": "https://api.twitter.com/2/problems/invalid-request",
+            }));
+        }
+    }
+    for value in values {
+        if find(&|r| &r.value == value) {
+            deleted += 1;
+        } else {
+            errors.push(json!({
+                "errors": [{"parameters": {"values": [value]}, "message": "Rule does not exist"}],
+                "title": "Invalid Request",
+                "type": "https://api.twitter.com/2/problems/invalid-request",
+            }));
+        }
+    }
+    let mut body = json!({
+        "meta": {
+            "sent": now_iso(),
+            "summary": {"deleted": deleted, "not_deleted": errors.len()}
+        }
+    });
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    if !dry_run {
+        let mut i = 0;
+        g.rules.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+    Json(body).into_response()
+}
+
+// ------------------------------------------------------------------------------------------
+// Control
+// ------------------------------------------------------------------------------------------
+
+async fn sim_stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {
+    Json(shared.lock().stats.clone())
+}
+
+async fn sim_rules(State(shared): State<Arc<Shared>>) -> Json<Vec<Rule>> {
+    Json(shared.lock().rules.clone())
+}
+
+async fn sim_scenario(State(shared): State<Arc<Shared>>) -> Json<Scenario> {
+    Json(shared.lock().scenario.clone())
+}
+
+/// Merges a partial scenario (JSON object) into the current one.
+async fn set_scenario(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let patch: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return invalid_request(&format!("scenario must be a JSON object: {e}")),
+    };
+    let mut g = shared.lock();
+    let mut current = match serde_json::to_value(&g.scenario) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    current.extend(patch);
+    match serde_json::from_value::<Scenario>(Value::Object(current)) {
+        Ok(s) => {
+            g.scenario = s.clone();
+            Json(s).into_response()
+        }
+        Err(e) => invalid_request(&format!("bad scenario: {e}")),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Stream
+// ------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(rename = "tweet.fields")]
+    tweet_fields: Option<String>,
+    expansions: Option<String>,
+    #[serde(rename = "user.fields")]
+    user_fields: Option<String>,
+    #[serde(rename = "media.fields")]
+    _media_fields: Option<String>,
+    #[serde(rename = "place.fields")]
+    _place_fields: Option<String>,
+    #[serde(rename = "poll.fields")]
+    _poll_fields: Option<String>,
+    backfill_minutes: Option<u32>,
+}
+
+const TWEET_FIELDS: &[&str] = &[
+    "attachments",
+    "author_id",
+    "context_annotations",
+    "conversation_id",
+    "created_at",
+    "edit_controls",
+    "edit_history_tweet_ids",
+    "entities",
+    "geo",
+    "id",
+    "in_reply_to_user_id",
+    "lang",
+    "note_tweet",
+    "possibly_sensitive",
+    "public_metrics",
+    "referenced_tweets",
+    "reply_settings",
+    "source",
+    "text",
+    "withheld",
+];
+const EXPANSIONS: &[&str] = &[
+    "attachments.media_keys",
+    "attachments.poll_ids",
+    "author_id",
+    "edit_history_tweet_ids",
+    "entities.mentions.username",
+    "geo.place_id",
+    "in_reply_to_user_id",
+    "referenced_tweets.id",
+    "referenced_tweets.id.author_id",
+];
+const USER_FIELDS: &[&str] = &[
+    "created_at",
+    "description",
+    "entities",
+    "id",
+    "location",
+    "name",
+    "pinned_tweet_id",
+    "profile_image_url",
+    "protected",
+    "public_metrics",
+    "url",
+    "username",
+    "verified",
+    "verified_type",
+    "withheld",
+];
+
+/// Fields a stream connection asked for.
+struct Fields {
+    tweet: HashSet<String>,
+    expansions: HashSet<String>,
+    user: HashSet<String>,
+}
+
+fn field_set(name: &str, list: Option<&str>, known: &[&str]) -> Result<HashSet<String>, String> {
+    let mut out = HashSet::new();
+    for f in list.unwrap_or("").split(',').filter(|f| !f.is_empty()) {
+        if !known.contains(&f) {
+            return Err(format!(
+                "The `{name}` query parameter value [{f}] is not one of [{}]",
+                known.join(",")
+            ));
+        }
+        out.insert(f.to_string());
+    }
+    Ok(out)
+}
+
+async fn stream(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    raw: axum::extract::RawQuery,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Response {
+    if let Some(r) = check_auth(&shared, &headers) {
+        return r;
+    }
+    let Ok(Query(q)) = query else {
+        return invalid_request("malformed query");
+    };
+    let fields = match (|| {
+        Ok::<_, String>(Fields {
+            tweet: field_set("tweet.fields", q.tweet_fields.as_deref(), TWEET_FIELDS)?,
+            expansions: field_set("expansions", q.expansions.as_deref(), EXPANSIONS)?,
+            user: field_set("user.fields", q.user_fields.as_deref(), USER_FIELDS)?,
+        })
+    })() {
+        Ok(f) => f,
+        Err(msg) => return invalid_request(&msg),
+    };
+    if q.backfill_minutes.is_some_and(|m| m > 5) {
+        return invalid_request("backfill_minutes must be between 0 and 5");
+    }
+    let mut g = shared.lock();
+    g.stats.connects += 1;
+    let t = shared.started.elapsed().as_millis() as u64;
+    g.stats.connect_times_ms.push(t);
+    g.stats.last_stream_query = raw.0;
+    if g.scenario.reject_next > 0 {
+        g.scenario.reject_next -= 1;
+        g.stats.rejected += 1;
+        let status = StatusCode::from_u16(g.scenario.reject_status)
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let reset = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                + g.scenario.rate_limit_reset_secs;
+            let mut r = problem(status, "Too Many Requests", "Too Many Requests");
+            let h = r.headers_mut();
+            h.insert("x-rate-limit-limit", HeaderValue::from_static("50"));
+            h.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
+            h.insert("x-rate-limit-reset", HeaderValue::from(reset));
+            return r;
+        }
+        let reason = status.canonical_reason().unwrap_or("Error");
+        return problem(status, reason, reason);
+    }
+    if g.stats.active {
+        g.stats.too_many_connections += 1;
+        let body = json!({
+            "title": "ConnectionException",
+            "detail": "This stream is currently at the maximum allowed connection limit.",
+            "connection_issue": "TooManyConnections",
+            "type": "https://api.twitter.com/2/problems/streaming-connection",
+        });
+        return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    }
+    g.stats.active = true;
+    g.stats.accepted += 1;
+    drop(g);
+
+    let now = Instant::now();
+    let conn = Conn {
+        shared: shared.clone(),
+        fields,
+        sent: 0,
+        last_write: now,
+        next_due: now,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(conn, |mut c| async move {
+        let item = c.step().await?;
+        Some((item, c))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// One open stream connection; dropping it (the client went away, or the stream ended) frees
+/// the connection slot.
+struct Conn {
+    shared: Arc<Shared>,
+    fields: Fields,
+    /// Tweets sent on this connection.
+    sent: u64,
+    last_write: Instant,
+    next_due: Instant,
+    finished: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.lock().stats.active = false;
+    }
+}
+
+enum Action {
+    Garbage,
+    Stall,
+    Drop,
+    End,
+    Idle,
+    Tweet,
+}
+
+impl Conn {
+    fn keepalive_due(&self, scenario: &Scenario) -> Option<Instant> {
+        (scenario.keepalive_ms > 0)
+            .then(|| self.last_write + Duration::from_millis(scenario.keepalive_ms))
+    }
+
+    fn keepalive(&mut self) -> Option<Result<Bytes, io::Error>> {
+        self.last_write = Instant::now();
+        self.shared.lock().stats.keepalives_sent += 1;
+        Some(Ok(Bytes::from_static(b"\r\n")))
+    }
+
+    /// The next chunk: a tweet line, a keep-alive, an error (abrupt drop) or the end.
+    async fn step(&mut self) -> Option<Result<Bytes, io::Error>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let (action, ka_due) = {
+                let mut g = self.shared.lock();
+                let sc = g.scenario.clone();
+                let action = if sc
+                    .garbage_after
+                    .is_some_and(|n| g.stats.tweets_sent >= n && g.stats.garbage_sent == 0)
+                {
+                    Action::Garbage
+                } else if sc
+                    .stall_after
+                    .is_some_and(|n| self.sent >= n && (sc.stall_every || g.stalls_done == 0))
+                {
+                    g.stalls_done += 1;
+                    g.stats.stalls += 1;
+                    Action::Stall
+                } else if sc
+                    .drop_after
+                    .is_some_and(|n| self.sent >= n && (sc.drop_every || g.drops_done == 0))
+                {
+                    g.drops_done += 1;
+                    g.stats.drops += 1;
+                    Action::Drop
+                } else if sc.total.is_some_and(|t| g.stats.tweets_sent >= t) {
+                    if sc.end_when_done {
+                        Action::End
+                    } else {
+                        Action::Idle
+                    }
+                } else {
+                    Action::Tweet
+                };
+                (action, self.keepalive_due(&sc))
+            };
+            match action {
+                Action::Garbage => {
+                    self.shared.lock().stats.garbage_sent += 1;
+                    self.last_write = Instant::now();
+                    return Some(Ok(Bytes::from_static(b"<html>this line is not JSON\n")));
+                }
+                Action::Stall => std::future::pending::<()>().await,
+                Action::Drop => {
+                    // Let the last tweet reach the socket before the connection is cut.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.finished = true;
+                    return Some(Err(io::Error::other("simulated connection drop")));
+                }
+                Action::End => {
+                    self.finished = true;
+                    return None;
+                }
+                Action::Idle => match ka_due {
+                    Some(due) => {
+                        tokio::time::sleep_until(due).await;
+                        return self.keepalive();
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                },
+                Action::Tweet => {
+                    if let Some(ka) = ka_due.filter(|ka| *ka < self.next_due) {
+                        tokio::time::sleep_until(ka).await;
+                        return self.keepalive();
+                    }
+                    tokio::time::sleep_until(self.next_due).await;
+                    if let Some(line) = self.next_tweet() {
+                        return Some(Ok(line));
+                    }
+                    // Nothing matches the rules: idle until the keep-alive (or a rule change).
+                    match ka_due {
+                        Some(due) if due <= Instant::now() => return self.keepalive(),
+                        Some(due) => {
+                            tokio::time::sleep_until(due.min(Instant::now() + ms(100))).await
+                        }
+                        None => tokio::time::sleep(ms(100)).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next tweet that matches the rules, advancing the cursor past it.
+    fn next_tweet(&mut self) -> Option<Bytes> {
+        let mut g = self.shared.lock();
+        if g.rules.is_empty() {
+            return None;
+        }
+        let seed = g.scenario.seed;
+        for index in g.cursor..g.cursor + SCAN_LIMIT {
+            let tweet = Tweet::new(seed, index);
+            let text = tweet.text.to_lowercase();
+            let matching: Vec<&Rule> = g
+                .rules
+                .iter()
+                .filter(|r| text.contains(&r.value.to_lowercase()))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            let mut line = tweet.payload(&self.fields, &matching);
+            line.push(b'\n');
+            g.cursor = index + 1;
+            g.stats.tweets_sent += 1;
+            self.sent += 1;
+            self.last_write = Instant::now();
+            let rate = g.scenario.rate;
+            self.next_due = if rate > 0.0 {
+                self.next_due.max(Instant::now() - ms(1000)) + Duration::from_secs_f64(1.0 / rate)
+            } else {
+                Instant::now()
+            };
+            return Some(Bytes::from(line));
+        }
+        None
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+// ------------------------------------------------------------------------------------------
+// Tweets
+// ------------------------------------------------------------------------------------------
+
+const WORDS: &[&str] = &[
+    "bts",
+    "army",
+    "kafka",
+    "rust",
+    "coffee",
+    "music",
+    "concert",
+    "tickets",
+    "today",
+    "finally",
+    "new",
+    "album",
+    "stream",
+    "weekend",
+    "rain",
+    "snow",
+    "happy",
+    "thanksgiving",
+    "dinner",
+    "vote",
+    "live",
+    "stage",
+    "dance",
+    "comeback",
+    "teaser",
+    "love",
+    "morning",
+    "city",
+    "lights",
+    "again",
+];
+const NAMES: &[&str] = &[
+    "Mina", "Jae", "Sofia", "Liam", "Noor", "Kenji", "Ada", "Tomas", "Priya", "Olu",
+];
+const LANGS: &[&str] = &["en", "en", "en", "ko", "es", "ja", "pt"];
+
+/// SplitMix64: a small, well-mixed deterministic hash.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// One tweet of the deterministic sequence.
+#[derive(Debug, Clone)]
+pub struct Tweet {
+    pub index: u64,
+    pub id: u64,
+    pub text: String,
+    pub created_ms: i64,
+    pub author: u64,
+    pub lang: &'static str,
+    metrics: [u64; 4],
+}
+
+impl Tweet {
+    /// Candidate `index` of the sequence of `seed`.
+    pub fn new(seed: u64, index: u64) -> Tweet {
+        let mut h = mix(seed ^ mix(index));
+        let mut next = || {
+            h = mix(h);
+            h
+        };
+        let n = 4 + next() % 8;
+        let words: Vec<&str> = (0..n)
+            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+            .collect();
+        let mut text = words.join(" ");
+        if next().is_multiple_of(4) {
+            text.push_str(" #");
+            text.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+        }
+        let author = next() % 50;
+        let lang = LANGS[(next() % LANGS.len() as u64) as usize];
+        let metrics = [next() % 500, next() % 50, next() % 2000, next() % 20];
+        Tweet {
+            index,
+            id: FIRST_TWEET_ID + index,
+            text,
+            created_ms: START_MS + index as i64 * 250,
+            author,
+            lang,
+            metrics,
+        }
+    }
+
+    fn author_id(&self) -> String {
+        (1_200_000_000 + self.author * 7919).to_string()
+    }
+
+    /// The v2 filtered-stream payload (one line, no newline).
+    fn payload(&self, fields: &Fields, rules: &[&Rule]) -> Vec<u8> {
+        let id = self.id.to_string();
+        let mut data = Map::new();
+        data.insert("id".into(), json!(id));
+        data.insert("text".into(), json!(self.text));
+        data.insert("edit_history_tweet_ids".into(), json!([id]));
+        let want = |f: &str| fields.tweet.contains(f);
+        if want("created_at") {
+            data.insert("created_at".into(), json!(iso_ms(self.created_ms)));
+        }
+        if want("author_id") {
+            data.insert("author_id".into(), json!(self.author_id()));
+        }
+        if want("conversation_id") {
+            data.insert("conversation_id".into(), json!(id));
+        }
+        if want("lang") {
+            data.insert("lang".into(), json!(self.lang));
+        }
+        if want("possibly_sensitive") {
+            data.insert("possibly_sensitive".into(), json!(false));
+        }
+        if want("reply_settings") {
+            data.insert("reply_settings".into(), json!("everyone"));
+        }
+        if want("public_metrics") {
+            let [rt, reply, like, quote] = self.metrics;
+            data.insert(
+                "public_metrics".into(),
+                json!({"retweet_count": rt, "reply_count": reply, "like_count": like,
+                       "quote_count": quote, "bookmark_count": 0, "impression_count": like * 10}),
+            );
+        }
+        if want("entities") {
+            let mut hashtags = Vec::new();
+            let mut pos = 0;
+            for word in self.text.split(' ') {
+                let start = pos;
+                pos += word.chars().count() + 1;
+                if let Some(tag) = word.strip_prefix('#') {
+                    hashtags.push(
+                        json!({"start": start, "end": start + word.chars().count(), "tag": tag}),
+                    );
+                }
+            }
+            if !hashtags.is_empty() {
+                data.insert("entities".into(), json!({ "hashtags": hashtags }));
+            }
+        }
+        let mut out = Map::new();
+        out.insert("data".into(), Value::Object(data));
+        if fields.expansions.contains("author_id") {
+            let name = NAMES[(self.author % NAMES.len() as u64) as usize];
+            let mut user = Map::new();
+            user.insert("id".into(), json!(self.author_id()));
+            user.insert("name".into(), json!(name));
+            user.insert(
+                "username".into(),
+                json!(format!("{}{}", name.to_lowercase(), self.author)),
+            );
+            let want = |f: &str| fields.user.contains(f);
+            if want("created_at") {
+                user.insert(
+                    "created_at".into(),
+                    json!(iso_ms(START_MS - 86_400_000 * (self.author as i64 + 30))),
+                );
+            }
+            if want("description") {
+                user.insert(
+                    "description".into(),
+                    json!(format!("{name} posts about music")),
+                );
+            }
+            if want("verified") {
+                user.insert("verified".into(), json!(self.author.is_multiple_of(10)));
+            }
+            if want("protected") {
+                user.insert("protected".into(), json!(false));
+            }
+            if want("public_metrics") {
+                user.insert(
+                    "public_metrics".into(),
+                    json!({"followers_count": self.author * 37, "following_count": self.author * 3,
+                           "tweet_count": self.author * 101, "listed_count": self.author % 7}),
+                );
+            }
+            out.insert("includes".into(), json!({ "users": [user] }));
+        }
+        let matching: Vec<Value> = rules
+            .iter()
+            .map(|r| match &r.tag {
+                Some(tag) => json!({"id": r.id, "tag": tag}),
+                None => json!({"id": r.id}),
+            })
+            .collect();
+        out.insert("matching_rules".into(), Value::Array(matching));
+        serde_json::to_vec(&Value::Object(out)).unwrap_or_default()
+    }
+}

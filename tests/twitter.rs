@@ -1,0 +1,444 @@
+//! The Twitter filtered-stream source against the local simulator (`tests/twitter-sim`, run
+//! in-process): rules reconciled, tweets flow with their matching rules, reconnects after drops
+//! lose and repeat nothing, 429/5xx/network failures back off as documented (scaled down by
+//! `backoff_scale`), a stalled stream is detected by the keep-alive timeout, auth problems are
+//! fatal and named.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice::twitter::{MATCHING_RULES_HEADER, TwitterConfig, TwitterSource};
+use sluice::wasm::Record;
+use tokio::time::Instant;
+use twitter_sim::{Scenario, Sim};
+
+const TOKEN: &str = "test-bearer-token";
+
+async fn sim(scenario: Scenario) -> Sim {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Sim::start(addr, TOKEN, scenario).await.unwrap()
+}
+
+/// A per-test environment variable holding `token` (tests run in parallel in one process).
+fn token_env(test: &str, token: Option<&str>) -> String {
+    let var = format!("SLUICE_TEST_TWITTER_TOKEN_{}", test.to_uppercase());
+    // SAFETY: every test uses its own variable and only this thread writes it.
+    unsafe {
+        match token {
+            Some(t) => std::env::set_var(&var, t),
+            None => std::env::remove_var(&var),
+        }
+    }
+    var
+}
+
+fn config(sim: &Sim, test: &str) -> TwitterConfig {
+    TwitterConfig {
+        base_url: sim.base_url(),
+        bearer_token_env: token_env(test, Some(TOKEN)),
+        keywords: vec!["bts".into(), "army".into()],
+        backoff_scale: 0.01,
+        ..TwitterConfig::default()
+    }
+}
+
+/// Reads until `n` records arrived or `limit` passed.
+async fn collect(src: &mut TwitterSource, n: usize, limit: Duration) -> Vec<Record> {
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < end {
+        let batch = src
+            .next_batch(n - out.len(), Duration::from_millis(200))
+            .await
+            .unwrap();
+        out.extend(batch);
+    }
+    out
+}
+
+fn key(r: &Record) -> String {
+    String::from_utf8(r.key.clone().expect("record key")).unwrap()
+}
+
+fn header(r: &Record, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .find(|h| h.key == name)
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+}
+
+/// Every record is a distinct tweet, in stream order.
+fn assert_unique_in_order(records: &[Record]) {
+    let ids: Vec<u64> = records.iter().map(|r| key(r).parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not strictly increasing: {ids:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_reconciled_idempotently() {
+    let sim = sim(Scenario::default()).await;
+    let kept = sim.add_rule("bts", Some("bts"));
+    sim.add_rule("cats", Some("cats")); // stale
+    sim.add_rule("army", None); // right value, wrong tag: replaced
+    let cfg = TwitterConfig {
+        keywords: vec!["bts".into(), "army".into(), " kafka ".into(), "bts".into()],
+        ..config(&sim, "rules")
+    };
+    let src = TwitterSource::connect(&cfg).await.unwrap();
+    let s = src.stats();
+    assert_eq!(
+        (s.rules_kept, s.rules_deleted, s.rules_added),
+        (1, 2, 2),
+        "{s:?}"
+    );
+    let rules = sim.rules();
+    let values: HashSet<&str> = rules.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(values, HashSet::from(["bts", "army", "kafka"]));
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.tag.as_deref() == Some(r.value.as_str()))
+    );
+    assert!(rules.iter().any(|r| r.id == kept && r.value == "bts"));
+
+    // A second start changes nothing.
+    let src = TwitterSource::connect(&cfg).await.unwrap();
+    let s = src.stats();
+    assert_eq!((s.rules_kept, s.rules_deleted, s.rules_added), (3, 0, 0));
+    assert_eq!(sim.rules(), rules);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tweets_flow_with_matching_rules() {
+    let sim = sim(Scenario {
+        total: Some(30),
+        keepalive_ms: 50,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "flow")).await.unwrap();
+    let records = collect(&mut src, 30, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 30);
+    assert_unique_in_order(&records);
+    for r in &records {
+        let v: Value = serde_json::from_slice(&r.value).expect("value is the JSON line");
+        assert_eq!(v["data"]["id"].as_str().unwrap(), key(r));
+        assert!(
+            v["includes"]["users"].is_array(),
+            "author expansion present"
+        );
+        assert!(v["data"]["created_at"].is_string(), "created_at requested");
+        assert_eq!(
+            r.timestamp,
+            twitter_sim::created_at_ms(key(r).parse().unwrap())
+        );
+        let tags = header(r, MATCHING_RULES_HEADER).expect("matching rules header");
+        let text = v["data"]["text"].as_str().unwrap().to_lowercase();
+        for tag in tags.split(',') {
+            assert!(["bts", "army"].contains(&tag), "{tags}");
+            assert!(text.contains(tag), "{text:?} does not match {tag}");
+        }
+    }
+    // Idle stream: keep-alives arrive and are not records.
+    let more = src
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(more.is_empty());
+    let s = src.stats();
+    assert!(s.keepalives > 0, "{s:?}");
+    assert_eq!((s.tweets, s.connects, s.stalls), (30, 1, 0));
+    let sim_stats = sim.stats();
+    assert_eq!(sim_stats.tweets_sent, 30);
+    let query = sim_stats.last_stream_query.unwrap();
+    assert!(
+        query.contains("tweet.fields=") && query.contains("created_at"),
+        "{query}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_drops_without_loss_or_duplicates() {
+    let sim = sim(Scenario {
+        total: Some(60),
+        drop_after: Some(10),
+        drop_every: true,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "drops"))
+        .await
+        .unwrap();
+    let records = collect(&mut src, 60, Duration::from_secs(30)).await;
+    assert_eq!(records.len(), 60);
+    assert_unique_in_order(&records);
+    let s = src.stats();
+    let sim_stats = sim.stats();
+    assert_eq!(sim_stats.tweets_sent, 60);
+    assert!(sim_stats.drops >= 5, "{sim_stats:?}");
+    assert!(s.reconnects >= 5 && s.disconnects >= 5, "{s:?}");
+    assert_eq!(s.tweets, 60);
+    assert!(s.last_disconnect.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_backs_off_exponentially_from_a_minute() {
+    let sim = sim(Scenario {
+        total: Some(5),
+        reject_next: 3,
+        reject_status: 429,
+        rate_limit_reset_secs: 0,
+        ..Scenario::default()
+    })
+    .await;
+    let cfg = TwitterConfig {
+        backoff_scale: 0.005, // 60 s -> 300 ms
+        ..config(&sim, "rate_limit")
+    };
+    let mut src = TwitterSource::connect(&cfg).await.unwrap();
+    let records = collect(&mut src, 5, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 5);
+    let s = src.stats();
+    assert_eq!(s.rate_limited, 3);
+    let expected = [300, 600, 1200].map(Duration::from_millis);
+    assert_eq!(&s.backoffs[..3], &expected, "{s:?}");
+    let times = sim.stats().connect_times_ms;
+    assert_eq!(times.len(), 4, "{times:?}");
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(*gap >= want.as_millis() as u64, "gaps {gaps:?}");
+    }
+    assert!(gaps.windows(2).all(|w| w[0] < w[1]), "gaps {gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_reset_header_is_a_floor() {
+    let sim = sim(Scenario {
+        total: Some(1),
+        reject_next: 1,
+        reject_status: 429,
+        rate_limit_reset_secs: 2,
+        ..Scenario::default()
+    })
+    .await;
+    let cfg = TwitterConfig {
+        backoff_scale: 0.0001,
+        ..config(&sim, "reset")
+    };
+    let mut src = TwitterSource::connect(&cfg).await.unwrap();
+    assert_eq!(collect(&mut src, 1, Duration::from_secs(10)).await.len(), 1);
+    let times = sim.stats().connect_times_ms;
+    assert_eq!(times.len(), 2);
+    assert!(times[1] - times[0] >= 1000, "{times:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_back_off_exponentially_from_five_seconds() {
+    let sim = sim(Scenario {
+        total: Some(3),
+        reject_next: 3,
+        reject_status: 503,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "http")).await.unwrap();
+    assert_eq!(collect(&mut src, 3, Duration::from_secs(10)).await.len(), 3);
+    let s = src.stats();
+    assert_eq!(s.http_errors, 3);
+    let expected = [50, 100, 200].map(Duration::from_millis);
+    assert_eq!(&s.backoffs[..3], &expected);
+    let times = sim.stats().connect_times_ms;
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(*gap >= want.as_millis() as u64, "gaps {gaps:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_connections_back_off_linearly() {
+    // The server ends each response before sending anything: a network-level failure.
+    let sim = sim(Scenario {
+        total: Some(0),
+        end_when_done: true,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "linear"))
+        .await
+        .unwrap();
+    let none = src
+        .next_batch(10, Duration::from_millis(600))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let s = src.stats();
+    assert!(s.backoffs.len() >= 4, "{s:?}");
+    let steps: Vec<Duration> = (1..=4).map(|i| Duration::from_micros(2500 * i)).collect();
+    assert_eq!(&s.backoffs[..4], &steps[..]);
+    assert!(s.network_errors >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_stream_is_detected_and_reopened() {
+    let sim = sim(Scenario {
+        total: Some(20),
+        stall_after: Some(5),
+        keepalive_ms: 0,
+        ..Scenario::default()
+    })
+    .await;
+    let cfg = TwitterConfig {
+        stall_timeout: Duration::from_millis(700),
+        ..config(&sim, "stall")
+    };
+    let mut src = TwitterSource::connect(&cfg).await.unwrap();
+    let started = Instant::now();
+    let records = collect(&mut src, 20, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 20);
+    assert_unique_in_order(&records);
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    let s = src.stats();
+    assert_eq!(s.stalls, 1, "{s:?}");
+    assert!(s.reconnects >= 1);
+    assert!(s.last_disconnect.unwrap_or_default().contains("stalled"));
+    assert_eq!(sim.stats().stalls, 1);
+    assert_eq!(sim.stats().tweets_sent, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_keep_a_quiet_stream_open() {
+    let sim = sim(Scenario {
+        total: Some(2),
+        keepalive_ms: 100,
+        ..Scenario::default()
+    })
+    .await;
+    let cfg = TwitterConfig {
+        stall_timeout: Duration::from_millis(600),
+        ..config(&sim, "quiet")
+    };
+    let mut src = TwitterSource::connect(&cfg).await.unwrap();
+    assert_eq!(collect(&mut src, 2, Duration::from_secs(10)).await.len(), 2);
+    let none = src
+        .next_batch(10, Duration::from_millis(1500))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let s = src.stats();
+    assert_eq!((s.stalls, s.connects), (0, 1), "{s:?}");
+    assert!(s.keepalives >= 8, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_is_not_json_is_still_a_record() {
+    let sim = sim(Scenario {
+        total: Some(6),
+        garbage_after: Some(3),
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "garbage"))
+        .await
+        .unwrap();
+    let records = collect(&mut src, 7, Duration::from_secs(10)).await;
+    assert_eq!(records.len(), 7);
+    let bad: Vec<&Record> = records.iter().filter(|r| r.key.is_none()).collect();
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].value.starts_with(b"<html>"));
+    assert!(bad[0].timestamp.is_some());
+    assert_eq!(src.stats().non_json_lines, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_is_refused_and_retried() {
+    let sim = sim(Scenario {
+        total: Some(3),
+        keepalive_ms: 100,
+        ..Scenario::default()
+    })
+    .await;
+    let cfg = config(&sim, "second");
+    let mut first = TwitterSource::connect(&cfg).await.unwrap();
+    assert_eq!(
+        collect(&mut first, 3, Duration::from_secs(10)).await.len(),
+        3
+    );
+    let mut second = TwitterSource::connect(&cfg).await.unwrap();
+    let none = second
+        .next_batch(5, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(second.stats().rate_limited >= 1);
+    assert_eq!(
+        sim.stats().too_many_connections,
+        second.stats().rate_limited
+    );
+    drop(first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_is_fatal_and_named() {
+    let sim = sim(Scenario::default()).await;
+    let cfg = TwitterConfig {
+        bearer_token_env: token_env("wrong", Some("not-the-token")),
+        ..config(&sim, "wrong_unused")
+    };
+    let err = TwitterSource::connect(&cfg).await.expect_err("401");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("401"), "{msg}");
+    assert!(msg.contains(&cfg.bearer_token_env), "{msg}");
+
+    // A 401 on the stream itself (token revoked after start) ends the source with an error.
+    sim.update(|s| {
+        s.reject_next = 1;
+        s.reject_status = 401;
+    });
+    let mut src = TwitterSource::connect(&config(&sim, "revoked"))
+        .await
+        .unwrap();
+    let err = src
+        .next_batch(10, Duration::from_secs(2))
+        .await
+        .expect_err("401 on the stream is fatal");
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(src.next_batch(1, Duration::from_millis(10)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_token_names_the_variable() {
+    let sim = sim(Scenario::default()).await;
+    let cfg = TwitterConfig {
+        bearer_token_env: token_env("missing", None),
+        ..config(&sim, "missing_unused")
+    };
+    let err = TwitterSource::connect(&cfg)
+        .await
+        .expect_err("missing token");
+    let msg = err.to_string();
+    assert!(msg.contains("SLUICE_TEST_TWITTER_TOKEN_MISSING"), "{msg}");
+    assert!(msg.contains("not set"), "{msg}");
+    assert_eq!(sim.stats().rules_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_fails_start_after_retries() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = TwitterConfig {
+        base_url: format!("http://127.0.0.1:{port}"),
+        bearer_token_env: token_env("unreachable", Some(TOKEN)),
+        keywords: vec!["bts".into()],
+        backoff_scale: 0.01,
+        ..TwitterConfig::default()
+    };
+    let err = TwitterSource::connect(&cfg).await.expect_err("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("failed 5 times"), "{msg}");
+}
