@@ -333,3 +333,58 @@ fn every_outcome_maps_to_the_right_records() {
         "expanded records keep what the plugin gave them"
     );
 }
+
+fn probe(grants: sluice::config::Grants) -> serde_json::Value {
+    let mut s = spec("wasi_probe", &[]);
+    s.grants = grants;
+    let (_, out) = run_stage(s, batch(1, &[]));
+    assert!(
+        out.dead.is_empty(),
+        "{:?}",
+        out.dead.first().map(|d| &d.reason)
+    );
+    serde_json::from_slice(&out.records[0].value).unwrap()
+}
+
+#[test]
+fn wasi_is_refused_unless_granted_and_then_empty_unless_opened() {
+    // Not granted: refused at load, naming a WASI import.
+    let dir = tempdir();
+    let err = format!(
+        "{:#}",
+        Plugin::load(&runtime(dir.path()), spec("wasi_probe", &[]))
+            .err()
+            .expect("must be refused")
+    );
+    assert!(
+        err.contains("imports `wasi:") && err.contains("grants] wasi = true"),
+        "{err}"
+    );
+
+    // `wasi = true` alone: an empty world. No env, no files, frozen clock, no sockets.
+    let data = tempdir();
+    std::fs::write(data.path().join("probe.txt"), "secret").unwrap();
+    // SAFETY: tests in this binary read this variable only through the probe.
+    unsafe { std::env::set_var("SLUICE_PROBE", "visible") };
+    let empty = probe(sluice::config::Grants {
+        wasi: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        empty,
+        serde_json::json!({"env": null, "file": null, "clock": 0, "tcp": false})
+    );
+
+    // Each grant opens exactly one thing (network is never granted).
+    let open = probe(sluice::config::Grants {
+        wasi: true,
+        env: vec!["SLUICE_PROBE".into()],
+        dirs: [("/data".to_string(), data.path().to_path_buf())].into(),
+        clocks: true,
+        stdio: false,
+    });
+    assert_eq!(open["env"], "visible");
+    assert_eq!(open["file"], "secret");
+    assert!(open["clock"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(open["tcp"], false);
+}

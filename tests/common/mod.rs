@@ -36,10 +36,9 @@ pub fn build_plugins() {
 /// Path of a built plugin component, e.g. `plugin("keyword_filter")`.
 pub fn plugin(name: &str) -> PathBuf {
     build_plugins();
-    let dist = if name == "hostile" {
-        "tests/plugins/dist"
-    } else {
-        "guest-plugins/dist"
+    let dist = match name {
+        "hostile" | "wasi_probe" => "tests/plugins/dist",
+        _ => "guest-plugins/dist",
     };
     root().join(dist).join(format!("{name}.wasm"))
 }

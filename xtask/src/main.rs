@@ -9,20 +9,25 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+/// Pure plugins: they import nothing but the Sluice interfaces.
 const TARGET: &str = "wasm32-unknown-unknown";
+/// For test plugins that must import WASI (the sandbox tests).
+const WASI_TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "plugin";
-/// Plugin crates and where their components go, relative to the workspace root.
-const PLUGINS: &[(&str, &str)] = &[
-    ("keyword-filter", "guest-plugins/dist"),
-    ("field-prune", "guest-plugins/dist"),
-    ("enrich", "guest-plugins/dist"),
-    ("hostile", "tests/plugins/dist"),
+/// Plugin crates, their target, and where their components go (relative to the workspace).
+const PLUGINS: &[(&str, &str, &str)] = &[
+    ("keyword-filter", TARGET, "guest-plugins/dist"),
+    ("field-prune", TARGET, "guest-plugins/dist"),
+    ("enrich", TARGET, "guest-plugins/dist"),
+    ("hostile", TARGET, "tests/plugins/dist"),
+    ("wasi-probe", WASI_TARGET, "tests/plugins/dist"),
 ];
 
 const USAGE: &str = "usage: cargo xtask <plugins|demo|test|bench> [args passed on]
   plugins  build every plugin component into guest-plugins/dist (and test plugins)
   demo     build the plugins and run the example pipeline (pipeline.toml)
-  test     build the plugins and run the whole test suite
+  test     build the plugins, start the local Kafka broker (compose/kafka.sh) unless
+           KAFKA_BOOTSTRAP is set, and run the whole test suite
   bench    build the plugins and run the benchmarks";
 
 fn main() -> anyhow::Result<()> {
@@ -49,9 +54,15 @@ fn main() -> anyhow::Result<()> {
         }
         "test" => {
             build_plugins(&root)?;
+            let (bootstrap, started) = ensure_kafka()?;
             let mut a = vec!["test", "--workspace"];
             a.extend(rest.iter().map(String::as_str));
-            cargo(&a)
+            let result = cargo_env(&a, &[("KAFKA_BOOTSTRAP", &bootstrap)]);
+            // Leave the machine as it was: a broker this run started is stopped again.
+            if started {
+                kafka_script(&["stop"])?;
+            }
+            result
         }
         "bench" => {
             build_plugins(&root)?;
@@ -63,6 +74,45 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The Kafka tests need a broker: unless `KAFKA_BOOTSTRAP` names one, start the local broker
+/// (`compose/kafka.sh start`, idempotent). Returns the broker's address and whether this call
+/// started it.
+fn ensure_kafka() -> anyhow::Result<(String, bool)> {
+    if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+        return Ok((b, false));
+    }
+    let running = Command::new("bash")
+        .args(["compose/kafka.sh", "status"])
+        .stdout(std::process::Stdio::null())
+        .status()?
+        .success();
+    if !running {
+        kafka_script(&["start"])?;
+    }
+    let out = Command::new("bash")
+        .args(["compose/kafka.sh", "env"])
+        .output()
+        .context("running compose/kafka.sh env")?;
+    let env = String::from_utf8(out.stdout)?;
+    let bootstrap = env
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP="))
+        .context("compose/kafka.sh env printed no KAFKA_BOOTSTRAP")?;
+    Ok((bootstrap.trim().to_string(), !running))
+}
+
+fn kafka_script(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("bash")
+        .arg("compose/kafka.sh")
+        .args(args)
+        .status()
+        .context("running compose/kafka.sh")?;
+    if !status.success() {
+        bail!("compose/kafka.sh {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -71,9 +121,14 @@ fn workspace_root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running {cargo}"))?;
     if !status.success() {
@@ -83,25 +138,32 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn build_plugins(root: &Path) -> anyhow::Result<()> {
-    ensure_target()?;
-    let mut args = vec!["build", "--quiet", "--target", TARGET, "--profile", PROFILE];
-    for (krate, _) in PLUGINS {
-        args.extend(["-p", krate]);
-    }
-    cargo(&args)?;
     let target_dir = target_dir()?;
-    for (krate, dist) in PLUGINS {
+    for target in [TARGET, WASI_TARGET] {
+        ensure_target(target)?;
+        let mut args = vec!["build", "--quiet", "--target", target, "--profile", PROFILE];
+        for (krate, _, _) in PLUGINS.iter().filter(|p| p.1 == target) {
+            args.extend(["-p", krate]);
+        }
+        cargo(&args)?;
+    }
+    for (krate, target, dist) in PLUGINS {
         let file = krate.replace('-', "_");
         let module = target_dir
-            .join(TARGET)
+            .join(target)
             .join(PROFILE)
             .join(format!("{file}.wasm"));
         let bytes =
             std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-        let component = wit_component::ComponentEncoder::default()
-            .module(&bytes)
-            .and_then(|e| e.validate(true).encode())
-            .with_context(|| format!("making a component of {}", module.display()))?;
+        // wasm32-wasip2 output is a component already; core modules get wrapped.
+        let component = if *target == WASI_TARGET {
+            bytes
+        } else {
+            wit_component::ComponentEncoder::default()
+                .module(&bytes)
+                .and_then(|e| e.validate(true).encode())
+                .with_context(|| format!("making a component of {}", module.display()))?
+        };
         let out_dir = root.join(dist);
         std::fs::create_dir_all(&out_dir)?;
         let out = out_dir.join(format!("{file}.wasm"));
@@ -120,20 +182,20 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Installs the wasm target with rustup on a fresh machine.
-fn ensure_target() -> anyhow::Result<()> {
+fn ensure_target(target: &str) -> anyhow::Result<()> {
     let out = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .output()?;
     let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() && Path::new(&libdir).is_dir() {
         return Ok(());
     }
-    eprintln!("installing the {TARGET} target with rustup");
+    eprintln!("installing the {target} target with rustup");
     let status = Command::new("rustup")
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .status()?;
     if !status.success() {
-        bail!("rustup target add {TARGET} failed");
+        bail!("rustup target add {target} failed");
     }
     Ok(())
 }
