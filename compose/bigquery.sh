@@ -149,6 +149,7 @@ cmd_start() {
   rm -f "$PID_FILE"
   port_open "$BQ_PORT" && die "port $BQ_PORT is in use by another process (set BQ_PORT)"
   port_open "$BQ_GRPC_PORT" && die "port $BQ_GRPC_PORT is in use by another process (set BQ_GRPC_PORT)"
+  command -v curl >/dev/null 2>&1 || die "curl is needed for the readiness check"
   ensure_installed
   mkdir -p "$LOG_DIR" "$BQ_GCS_ROOT"
   local -a mode=(--ephemeral)

@@ -319,6 +319,7 @@ cmd_start() {
   if [[ "$ES_ENGINE" == opensearch ]] && port_open "$ES_TRANSPORT_PORT"; then
     die "port $ES_TRANSPORT_PORT is in use by another process (set ES_TRANSPORT_PORT)"
   fi
+  need_cmd curl curl
   mkdir -p "$LOG_DIR"
   LAUNCHED_PID=""
   trap abort_start EXIT

@@ -124,6 +124,7 @@ cmd_start() {
   fi
   rm -f "$PID_FILE"
   port_open "$GCS_PORT" && die "port $GCS_PORT is in use by another process (set GCS_PORT)"
+  command -v curl >/dev/null 2>&1 || die "curl is needed for the readiness check"
   ensure_installed
   bin="$(cat "$CACHE_DIR/bin.path")"
   [[ -x "$bin" ]] || die "$bin missing; remove $CACHE_DIR and retry"
