@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice::twitter::{MATCHING_RULES_HEADER, TwitterConfig, TwitterSource};
+use sluice::twitter::{MATCHING_RULES_HEADER, PARTIAL_HEADER, TwitterConfig, TwitterSource};
 use sluice::wasm::Record;
 use tokio::time::Instant;
 use twitter_sim::{Scenario, Sim};
@@ -183,6 +183,55 @@ async fn reconnects_after_drops_without_loss_or_duplicates() {
     assert!(s.reconnects >= 5 && s.disconnects >= 5, "{s:?}");
     assert_eq!(s.tweets, 60);
     assert!(s.last_disconnect.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_split_across_chunks_are_reassembled() {
+    let sim = sim(Scenario {
+        total: Some(20),
+        split_lines: true,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "split"))
+        .await
+        .unwrap();
+    let records = collect(&mut src, 20, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 20);
+    assert_unique_in_order(&records);
+    for r in &records {
+        serde_json::from_slice::<Value>(&r.value).expect("a whole JSON line");
+    }
+    let s = src.stats();
+    assert_eq!((s.non_json_lines, s.partial_lines, s.connects), (0, 0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_line_is_not_silent() {
+    let sim = sim(Scenario {
+        total: Some(10),
+        drop_after: Some(4),
+        drop_mid_line: true,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "midline"))
+        .await
+        .unwrap();
+    let records = collect(&mut src, 10, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 10);
+    let (cut, whole): (Vec<&Record>, Vec<&Record>) = records
+        .iter()
+        .partition(|r| header(r, PARTIAL_HEADER).is_some());
+    assert_eq!(cut.len(), 1);
+    assert!(cut[0].key.is_none(), "a truncated line has no readable id");
+    assert!(cut[0].value.starts_with(b"{\"data\""));
+    let whole: Vec<Record> = whole.into_iter().cloned().collect();
+    assert_eq!(whole.len(), 9);
+    assert_unique_in_order(&whole);
+    let s = src.stats();
+    assert_eq!((s.partial_lines, s.disconnects, s.reconnects), (1, 1, 1));
+    assert_eq!(sim.stats().tweets_sent, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,4 +490,115 @@ async fn unreachable_api_fails_start_after_retries() {
     let err = TwitterSource::connect(&cfg).await.expect_err("refused");
     let msg = err.to_string();
     assert!(msg.contains("failed 5 times"), "{msg}");
+}
+
+/// The whole path: `host`'s pipeline with the Twitter source against the simulator, through
+/// the real keyword-filter plugin, into a file; the stream drops every 50 tweets and sends one
+/// line of garbage, which must end up in the dead letter rather than vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_streams_tweets_through_the_chain_across_reconnects() {
+    let sim = sim(Scenario {
+        total: Some(200),
+        drop_after: Some(50),
+        drop_every: true,
+        garbage_after: Some(100),
+        keepalive_ms: 100,
+        ..Scenario::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["xtask", "plugins"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let token = token_env("pipeline", Some(TOKEN));
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[pipeline]
+chain = ["bts"]
+batch_size = 20
+batch_timeout = "50ms"
+[source]
+type = "twitter"
+base_url = "{url}"
+keywords = ["bts"]
+bearer_token_env = "{token}"
+backoff_scale = 0.01
+[transforms.bts]
+plugin = "{plugin}"
+config = {{ keywords = "bts", whole_word = false }}
+[sinks.out]
+type = "file"
+path = "out.ndjson"
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+            url = sim.base_url(),
+            plugin = root
+                .join("guest-plugins/dist/keyword_filter.wasm")
+                .display(),
+        ),
+    )
+    .unwrap();
+    let p = sluice::config::Pipeline::load(&pipeline).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run =
+        tokio::spawn(async move { sluice::pipeline::run(&p, Default::default(), stopped).await });
+    let lines = |f: &str| {
+        std::fs::read_to_string(dir.path().join(f))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (lines("out.ndjson") < 200 || lines("dead.ndjson") < 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(
+        (summary.records_out, summary.dead_lettered),
+        (200, 1),
+        "{summary:?}"
+    );
+    assert_eq!(summary.records_in, 201);
+    let out = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
+    let ids: HashSet<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        200,
+        "every tweet once, across {} connects",
+        sim.stats().connects
+    );
+    assert!(sim.stats().connects >= 4);
+    let dead: Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("dead.ndjson"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert!(
+        dead["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not valid JSON"),
+        "{dead}"
+    );
 }

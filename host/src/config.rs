@@ -106,6 +106,8 @@ pub enum SourceConfig {
     /// Kafka topics, read as a consumer group with offsets committed only once every sink
     /// holds the records.
     Kafka(KafkaSourceConfig),
+    /// The Twitter API v2 filtered stream; `keywords` become stream rules.
+    Twitter(crate::twitter::TwitterConfig),
 }
 
 /// `[source] type = "kafka"`.
@@ -481,6 +483,10 @@ impl Pipeline {
                     return Err(self.error("source.paths", "needs at least one path or glob"));
                 }
                 check_rate(self, *rate)?;
+            }
+            SourceConfig::Twitter(t) => {
+                t.validate()
+                    .map_err(|e| self.error("source", format!("{e:#}")))?;
             }
             SourceConfig::Kafka(k) => {
                 self.non_empty("source.brokers", &k.brokers)?;

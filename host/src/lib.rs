@@ -12,4 +12,5 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod twitter;
 pub mod wasm;

@@ -18,6 +18,7 @@ pub enum Source {
     Generate(GenerateSource),
     File(FileSource),
     Kafka(crate::kafka::KafkaSource),
+    Twitter(TwitterStream),
 }
 
 impl Source {
@@ -52,11 +53,16 @@ impl Source {
                     line: Vec::new(),
                 })
             }
-            SourceConfig::Kafka(k) => Source::Kafka(crate::kafka::KafkaSource::new(
-                k,
+            SourceConfig::Twitter(t) => Source::Twitter(TwitterStream {
+                config: t.clone(),
+                stream: None,
                 batch,
-                p.config.pipeline.batch_timeout,
-            )?),
+                wait: p.config.pipeline.batch_timeout,
+            }),
+            SourceConfig::Kafka(k) => Source::Kafka(
+                crate::kafka::KafkaSource::new(k, batch, p.config.pipeline.batch_timeout)
+                    .map_err(|e| p.error("source.properties", format!("{e:#}")))?,
+            ),
         })
     }
 
@@ -65,6 +71,7 @@ impl Source {
         let records = match self {
             Source::Generate(s) => s.next_batch().await?,
             Source::File(s) => s.next_batch().await?,
+            Source::Twitter(s) => Some(s.next_batch().await?),
             Source::Kafka(s) => {
                 let (records, checkpoint) = s.next_batch().await?;
                 return Ok(Some(Batch {
@@ -87,6 +94,28 @@ impl Source {
             (Source::Kafka(s), Checkpoint::Kafka(c)) => s.commit(c),
             (_, Checkpoint::Kafka(_)) => unreachable!("a Kafka checkpoint from another source"),
         }
+    }
+}
+
+/// The Twitter stream, connected on first use so that `host check` and start-up errors of
+/// other stages do not touch the API.
+pub struct TwitterStream {
+    config: crate::twitter::TwitterConfig,
+    stream: Option<crate::twitter::TwitterSource>,
+    batch: usize,
+    wait: Duration,
+}
+
+impl TwitterStream {
+    /// A stream never ends: an empty batch means nothing arrived within the batch timeout.
+    async fn next_batch(&mut self) -> anyhow::Result<Vec<Record>> {
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => self
+                .stream
+                .insert(crate::twitter::TwitterSource::connect(&self.config).await?),
+        };
+        stream.next_batch(self.batch, self.wait).await
     }
 }
 

@@ -1026,6 +1026,81 @@ mod tests {
         );
     }
 
+    fn bare() -> TwitterSource {
+        let cfg = TwitterConfig {
+            keywords: vec!["bts".into()],
+            ..TwitterConfig::default()
+        };
+        TwitterSource {
+            stream_url: cfg.stream_url().unwrap(),
+            cfg,
+            client: Client::new(),
+            token: String::new(),
+            conn: None,
+            retry_at: None,
+            backoff: Backoff::default(),
+            partial: Vec::new(),
+            ready: VecDeque::new(),
+            fatal: None,
+            stats: TwitterStats::default(),
+        }
+    }
+
+    const TWEET: &[u8] = br#"{"data":{"id":"1","created_at":"2026-11-26T00:00:00.000Z"},"matching_rules":[{"id":"9","tag":"bts"},{"id":"8"}]}"#;
+
+    fn body() -> Vec<u8> {
+        let mut b = TWEET.to_vec();
+        b.extend_from_slice(b"\r\n\r\nnot json\r\n");
+        b.extend_from_slice(br#"{"errors":[{"title":"operational-disconnect"}]}"#);
+        b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(br#"{"data":{"id":"2"}}"#);
+        b.push(b'\n');
+        b
+    }
+
+    #[test]
+    fn lines_are_reassembled_across_any_chunk_boundaries() {
+        let body = body();
+        for i in 0..=body.len() {
+            for j in [i, (i + 7).min(body.len()), body.len()] {
+                let mut src = bare();
+                src.feed(&body[..i]);
+                src.feed(&body[i..j]);
+                src.feed(&body[j..]);
+                let s = src.stats();
+                assert_eq!(
+                    (s.tweets, s.keepalives, s.stream_errors),
+                    (3, 1, 1),
+                    "split {i}/{j}"
+                );
+                assert!(src.partial.is_empty());
+                let r: Vec<Record> = src.ready.drain(..).collect();
+                assert_eq!(r[0].value, TWEET);
+                assert_eq!(r[0].key.as_deref(), Some(&b"1"[..]));
+                assert_eq!(r[0].timestamp, Some(1_795_651_200_000));
+                assert_eq!(r[0].headers[0].key, MATCHING_RULES_HEADER);
+                assert_eq!(r[0].headers[0].value, b"bts,8");
+                assert_eq!(r[1].value, b"not json");
+                assert!(r[1].key.is_none() && r[1].timestamp.is_some());
+                assert_eq!(r[2].key.as_deref(), Some(&b"2"[..]));
+                assert!(r[2].headers.is_empty() && r[2].timestamp.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn an_unfinished_line_is_emitted_marked_partial() {
+        let mut src = bare();
+        src.feed(&TWEET[..20]);
+        assert!(src.ready.is_empty());
+        src.emit_partial();
+        let s = src.stats();
+        assert_eq!((s.tweets, s.partial_lines, s.non_json_lines), (1, 1, 1));
+        let r = src.ready.pop_front().unwrap();
+        assert_eq!(r.value, &TWEET[..20]);
+        assert!(r.headers.iter().any(|h| h.key == PARTIAL_HEADER));
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let bad = TwitterConfig::default();

@@ -78,6 +78,11 @@ pub struct Scenario {
     pub drop_after: Option<u64>,
     /// Drop every connection after `drop_after` tweets, not only the first one that gets there.
     pub drop_every: bool,
+    /// Cut the connection in the middle of a tweet line (the tweet counts as sent, as a
+    /// tweet lost in flight would) instead of between lines.
+    pub drop_mid_line: bool,
+    /// Send every tweet line in two chunks, split mid-line.
+    pub split_lines: bool,
     /// Answer the next this-many stream connects with `reject_status` instead of the stream.
     pub reject_next: u32,
     /// Status of rejected connects: 429 (with `x-rate-limit-*` headers) or any other, e.g. 503.
@@ -103,6 +108,8 @@ impl Default for Scenario {
             keepalive_ms: 20_000,
             drop_after: None,
             drop_every: false,
+            drop_mid_line: false,
+            split_lines: false,
             reject_next: 0,
             reject_status: 429,
             rate_limit_reset_secs: 60,
@@ -758,6 +765,8 @@ async fn stream(
         last_write: now,
         next_due: now,
         finished: false,
+        pending: None,
+        cut: false,
     };
     let body = futures_util::stream::unfold(conn, |mut c| async move {
         let item = c.step().await?;
@@ -781,6 +790,10 @@ struct Conn {
     last_write: Instant,
     next_due: Instant,
     finished: bool,
+    /// Second half of a split line, sent next.
+    pending: Option<Bytes>,
+    /// Half a line was sent before a drop: the connection is cut next.
+    cut: bool,
 }
 
 impl Drop for Conn {
@@ -814,6 +827,16 @@ impl Conn {
     async fn step(&mut self) -> Option<Result<Bytes, io::Error>> {
         if self.finished {
             return None;
+        }
+        if let Some(rest) = self.pending.take() {
+            // A pause makes the server flush the first half as its own chunk.
+            tokio::time::sleep(ms(5)).await;
+            return Some(Ok(rest));
+        }
+        if self.cut {
+            tokio::time::sleep(ms(50)).await;
+            self.finished = true;
+            return Some(Err(io::Error::other("simulated connection drop mid-line")));
         }
         loop {
             let (action, ka_due) = {
@@ -857,6 +880,12 @@ impl Conn {
                 }
                 Action::Stall => std::future::pending::<()>().await,
                 Action::Drop => {
+                    if self.shared.lock().scenario.drop_mid_line
+                        && let Some(line) = self.next_tweet()
+                    {
+                        self.cut = true;
+                        return Some(Ok(line.slice(..line.len() / 2)));
+                    }
                     // Let the last tweet reach the socket before the connection is cut.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     self.finished = true;
@@ -880,6 +909,11 @@ impl Conn {
                     }
                     tokio::time::sleep_until(self.next_due).await;
                     if let Some(line) = self.next_tweet() {
+                        if sc_split(&self.shared) {
+                            let mid = line.len() / 2;
+                            self.pending = Some(line.slice(mid..));
+                            return Some(Ok(line.slice(..mid)));
+                        }
                         return Some(Ok(line));
                     }
                     // Nothing matches the rules: idle until the keep-alive (or a rule change).
@@ -929,6 +963,10 @@ impl Conn {
         }
         None
     }
+}
+
+fn sc_split(shared: &Shared) -> bool {
+    shared.lock().scenario.split_lines
 }
 
 fn ms(n: u64) -> Duration {

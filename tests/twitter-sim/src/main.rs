@@ -43,6 +43,12 @@ struct Args {
     /// Drop every connection after --drop-after tweets (default: only once).
     #[arg(long)]
     drop_every: bool,
+    /// Cut the connection mid-line when dropping.
+    #[arg(long)]
+    drop_mid_line: bool,
+    /// Send each tweet line in two chunks.
+    #[arg(long)]
+    split_lines: bool,
     /// Answer the next this-many stream connects with --reject-status.
     #[arg(long, default_value_t = 0)]
     reject_next: u32,
@@ -77,6 +83,8 @@ async fn main() -> std::io::Result<()> {
         keepalive_ms: a.keepalive_ms,
         drop_after: a.drop_after,
         drop_every: a.drop_every,
+        drop_mid_line: a.drop_mid_line,
+        split_lines: a.split_lines,
         reject_next: a.reject_next,
         reject_status: a.reject_status,
         rate_limit_reset_secs: a.rate_limit_reset_secs,
