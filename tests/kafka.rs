@@ -162,7 +162,10 @@ fn wait_for_all(files: &[&Path], want: &BTreeSet<String>, timeout: Duration) -> 
     let deadline = Instant::now() + timeout;
     loop {
         if files.iter().map(|f| line_count(f)).sum::<usize>() < want.len() {
-            assert!(Instant::now() < deadline, "records missing after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "records missing after {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
@@ -199,8 +202,10 @@ brokers = "{brokers}"
 topic = "{topic}"
 acks = "all"
 compression = "zstd"
+# Generated tweets carry fixed dates: broker time keeps time-based retention out of the test.
 [sinks.kafka.create_topic]
 partitions = 3
+configs = {{ "message.timestamp.type" = "LogAppendTime" }}
 [dead_letter]
 type = "file"
 path = "dead.ndjson"
@@ -513,6 +518,8 @@ fn last_assignment(log: &Path) -> Option<String> {
     (parts != "none").then(|| parts.to_owned())
 }
 
+/// Two hosts split a 3-partition topic; then one leaves mid-stream and the other takes over
+/// its partitions: together they deliver everything.
 #[test]
 fn two_hosts_in_one_group_split_the_partitions() {
     let brokers = bootstrap();
@@ -558,17 +565,37 @@ fn two_hosts_in_one_group_split_the_partitions() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Records arrive for ~3 s; halfway, A leaves and B takes over A's partitions mid-stream.
     let produce = write_pipeline(
         dir.path(),
         "produce.toml",
-        &producer_toml(&brokers, &topic, 17, n, ""),
+        &producer_toml(&brokers, &topic, 17, n, "rate = 1000"),
     );
-    run_host(&produce);
-    let got = wait_for_all(&[&out_a, &out_b], &want, Duration::from_secs(90));
-    let (in_a, in_b) = (ids_in(&out_a).len(), ids_in(&out_b).len());
+    let mut producer = Running(Some(
+        host_cmd(&produce).stdout(Stdio::null()).spawn().unwrap(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while line_count(&out_a) < 500 || line_count(&out_b) < 500 {
+        assert!(
+            Instant::now() < deadline,
+            "a and b did not both receive records"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop_host(a.0.take().unwrap());
+    let in_a = ids_in(&out_a).len();
+    assert!(producer.0.take().unwrap().wait().unwrap().success());
+    let got = wait_for_all(&[&out_a, &out_b], &want, Duration::from_secs(90));
     stop_host(b.0.take().unwrap());
-    assert!(in_a > 0 && in_b > 0, "a got {in_a}, b got {in_b}");
+    let in_b = ids_in(&out_b).len();
+    let b_log = std::fs::read_to_string(&log_b).unwrap();
+    assert!(
+        b_log
+            .lines()
+            .filter_map(|l| l.split_once("partitions assigned: "))
+            .any(|(_, p)| p.split(' ').count() == 3),
+        "b never took over all partitions:\n{b_log}"
+    );
     // The first record was produced twice (creating the topic, then with the rest).
     eprintln!(
         "a got {in_a}, b got {in_b}, {} duplicates",
@@ -628,8 +655,13 @@ topic = "{dlq}"
         h["sluice.reason"].contains("Kafka delivery failed"),
         "{h:?}"
     );
-    // The good records made it.
-    let kept = s["records_out"].as_u64().unwrap() as usize - 1;
+    // The good records made it; in = out + dropped + dead-lettered.
+    let count = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(
+        count("records_in"),
+        count("records_out") + count("dropped") + count("dead_lettered")
+    );
+    let kept = count("records_out") as usize;
     assert_eq!(read_topic(&brokers, &topic, kept).len(), kept);
 }
 
@@ -680,4 +712,111 @@ configs = {{ "cleanup.policy" = "delete" }}
     assert_eq!(value("retention.bytes").as_deref(), Some("100000000"));
     assert_eq!(value("cleanup.policy").as_deref(), Some("delete"));
     assert_eq!(read_topic(&brokers, &topic, 20).len(), 20);
+}
+
+#[test]
+fn example_pipelines_run_against_the_broker() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, dlq, group) = (unique("twitter"), unique("twitter-dl"), unique("es"));
+    let with_env = |mut c: Command, env: &[(&str, &str)]| {
+        c.envs(env.iter().copied());
+        c
+    };
+    let produce = with_env(
+        host_cmd(Path::new("examples/generate-to-kafka.toml")),
+        &[
+            ("SLUICE_SOURCE__COUNT", "2000"),
+            // Recent event times, so the broker's time-based retention leaves them alone.
+            (
+                "SLUICE_SOURCE__TWEETS__START_TIME",
+                &chrono::Utc::now().to_rfc3339(),
+            ),
+            ("SLUICE_SINKS__KAFKA__BROKERS", &brokers),
+            ("SLUICE_SINKS__KAFKA__TOPIC", &topic),
+            ("SLUICE_DEAD_LETTER__BROKERS", &brokers),
+            ("SLUICE_DEAD_LETTER__TOPIC", &dlq),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        produce.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produce.stderr)
+    );
+    let s: Value = serde_json::from_slice(&produce.stdout).unwrap();
+    let kept = s["records_out"].as_u64().unwrap() as usize;
+    assert!(kept > 300 && kept < 1000, "{s}");
+
+    let out = dir.path().join("es.ndjson");
+    let consume = with_env(
+        host_cmd(Path::new("examples/kafka-to-file.toml")),
+        &[
+            ("SLUICE_SOURCE__BROKERS", &brokers),
+            ("SLUICE_SOURCE__TOPICS", &format!("[{topic}]")),
+            ("SLUICE_SOURCE__GROUP_ID", &group),
+            ("SLUICE_SINKS__OUT__PATH", out.to_str().unwrap()),
+            (
+                "SLUICE_DEAD_LETTER__PATH",
+                dir.path().join("dead.ndjson").to_str().unwrap(),
+            ),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut consume = Running(Some(consume));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while line_count(&out) < kept {
+        assert!(Instant::now() < deadline, "the consumer example stalled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop_host(consume.0.take().unwrap());
+    let docs: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), kept);
+    assert!(
+        docs.iter()
+            .all(|d| d["sluice"]["matched_keywords"].is_array())
+    );
+}
+
+#[test]
+fn kafka_config_errors_name_the_key_and_the_file() {
+    let dir = tempdir();
+    let check = |toml: &str| {
+        let p = write_pipeline(dir.path(), "bad.toml", toml);
+        let o = Command::new(host_bin())
+            .args(["check", p.to_str().unwrap()])
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let sink = "[source]\ntype = \"generate\"\ncount = 1\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopic = \"t\"\n";
+    let err = check(&format!("{sink}acks = 2\n"));
+    assert!(
+        err.contains("bad.toml") && err.contains("`sinks.k.acks`"),
+        "{err}"
+    );
+    let err = check(&format!("{sink}compression = \"brotli\"\n"));
+    assert!(err.contains("bad.toml") && err.contains("sinks.k"), "{err}");
+    let err = check(&format!("{sink}[sinks.k.create_topic]\npartitions = 0\n"));
+    assert!(err.contains("`sinks.k.create_topic.partitions`"), "{err}");
+    let source = "[source]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n[sinks.o]\ntype = \"stdout\"\n";
+    let err = check(&source.replace("group_id = \"g\"", "group_id = \"\""));
+    assert!(err.contains("`source.group_id`"), "{err}");
+    let err = check(&format!(
+        "{source}[source.properties]\n\"no.such.thing\" = 1\n"
+    ));
+    assert!(
+        err.contains("`source.properties`") && err.contains("no.such.thing"),
+        "{err}"
+    );
 }

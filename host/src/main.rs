@@ -139,7 +139,9 @@ fn check(path: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
     let started = Instant::now();
     let chain = Chain::from_pipeline(&runtime, &pipeline)?;
-    sluice::source::Source::from_pipeline(&pipeline)?;
+    // Within a runtime: the Kafka consumer registers with it (and checks its properties).
+    tokio::runtime::Runtime::new()?
+        .block_on(async { sluice::source::Source::from_pipeline(&pipeline).map(drop) })?;
     println!("{}: ok", path.display());
     for stage in chain.stages() {
         println!(

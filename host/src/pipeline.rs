@@ -165,9 +165,11 @@ pub async fn run(
                 break;
             }
         };
+        // A record a sink refused is counted as dead-lettered, not out, so that
+        // in = out + dropped + dead-lettered holds (exactly, with one sink).
         stats
             .records_out
-            .fetch_add(out.records.len() as u64, Relaxed);
+            .fetch_add(out.records.len().saturating_sub(refused) as u64, Relaxed);
         stats.dropped.fetch_add(out.dropped, Relaxed);
         stats
             .dead_lettered

@@ -63,7 +63,10 @@ impl<'de> Visitor<'de> for &mut Seek<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (field, rest) = self.path.split_first().expect("checked non-empty");
+        // At the end of the path an object is not a key.
+        let Some((field, rest)) = self.path.split_first() else {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        };
         while let Some(hit) = map.next_key_seed(KeyIs(field))? {
             if hit {
                 self.path = rest;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::StreamExt as _;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -192,18 +193,25 @@ impl KafkaSource {
     /// Up to `batch_size` records, or what arrived within `batch_timeout` (maybe nothing: the
     /// pipeline then comes back after committing what was acknowledged meanwhile).
     pub async fn next_batch(&mut self) -> anyhow::Result<(Vec<Record>, KafkaCheckpoint)> {
-        let deadline = Instant::now() + self.batch_timeout;
+        // One timer and one stream per batch, not per message.
+        let timeout = tokio::time::sleep(self.batch_timeout);
+        tokio::pin!(timeout);
+        let mut stream = self.consumer.stream();
         let mut records = Vec::new();
         let mut checkpoint = KafkaCheckpoint::default();
         while records.len() < self.batch_size {
-            let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_) => break,
-                Ok(Ok(m)) => m,
-                Ok(Err(KafkaError::MessageConsumptionFatal(code))) => {
+            let message = tokio::select! {
+                biased;
+                m = stream.next() => m.expect("Kafka message streams never end"),
+                _ = &mut timeout => break,
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(KafkaError::MessageConsumptionFatal(code)) => {
                     anyhow::bail!("Kafka consumer failed: {code}")
                 }
                 // Transient (broker down, partition moving...): librdkafka recovers by itself.
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!("Kafka consumer: {e}");
                     continue;
                 }

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Kafka throughput, medians of 3 runs, printed as a Markdown table:
+#   produce: generated tweets -> chain -> Kafka sink (release host), beside Debian's kcat
+#            producing the same tweets (as an NDJSON file) to the same broker: the ceiling;
+#   consume: Kafka source -> chain -> file sink, beside kcat reading the topic to /dev/null.
+# Both clients use acks=all and no compression; the host also keys each message by tweet id.
+#
+#   bash bench/kafka.sh            # N=100000 records; KAFKA_BOOTSTRAP to use another broker
+# Starts compose/kafka.sh if no broker is given (and stops it again if it started it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+N="${N:-100000}"
+RUNS="${RUNS:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+
+command -v kcat >/dev/null || { echo "bench/kafka.sh: needs kcat (apt-get install -y kcat)" >&2; exit 1; }
+started=0
+if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+  bash compose/kafka.sh status >/dev/null || { bash compose/kafka.sh start; started=1; }
+  eval "$(bash compose/kafka.sh env)"
+fi
+B="$KAFKA_BOOTSTRAP"
+WORK="$(mktemp -d)"
+cleanup() {
+  rm -rf "$WORK"
+  if ((started)); then bash compose/kafka.sh stop; fi
+}
+trap cleanup EXIT
+
+cargo xtask plugins >/dev/null 2>&1
+cargo build --release --quiet -p sluice-host
+HOST="$CARGO_TARGET_DIR/release/host"
+DIST="$ROOT/guest-plugins/dist"
+RUN_ID="bench-$$-$(date +%s)"
+
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# The NDJSON file kcat sends: the same generated tweets the host produces.
+cat >"$WORK/gen.toml" <<TOML
+[source]
+type = "generate"
+count = $N
+[sinks.f]
+type = "file"
+path = "$WORK/tweets.ndjson"
+TOML
+"$HOST" run --quiet "$WORK/gen.toml" 2>/dev/null
+BYTES=$(stat -c %s "$WORK/tweets.ndjson")
+
+# produce_toml NAME CHAIN TOPIC: generate -> CHAIN -> kafka
+produce_toml() {
+  local chain="$2" transforms=""
+  local nl=$'\n'
+  [[ "$chain" == *enrich* ]] && transforms+="[transforms.enrich]${nl}plugin = \"$DIST/enrich.wasm\"${nl}"
+  cat >"$WORK/$1.toml" <<TOML
+[pipeline]
+chain = [$chain]
+batch_size = 1000
+queue_batches = 8
+[source]
+type = "generate"
+count = $N
+$transforms
+[sinks.k]
+type = "kafka"
+brokers = "$B"
+topic = "$3"
+acks = "all"
+[sinks.k.create_topic]
+partitions = 3
+TOML
+}
+
+# consume_toml NAME TOPIC GROUP OUT CHAIN: kafka -> CHAIN (none, or prune + enrich) -> file
+consume_toml() {
+  local chain='["prune", "enrich"]'
+  [[ "$5" == none ]] && chain='[]'
+  cat >"$WORK/$1.toml" <<TOML
+[pipeline]
+chain = $chain
+batch_size = 1000
+queue_batches = 8
+[source]
+type = "kafka"
+brokers = "$B"
+topics = ["$2"]
+group_id = "$3"
+$([[ "$5" == none ]] || printf '%s\n' "[transforms.prune]" "plugin = \"$DIST/field_prune.wasm\"" \
+  'config = { deny = ["card", "translations", "data.card", "data.translations"], drop_nulls = true }' \
+  "[transforms.enrich]" "plugin = \"$DIST/enrich.wasm\"")
+[sinks.f]
+type = "file"
+path = "$4"
+TOML
+}
+
+lines() { if [[ -f "$1" ]]; then wc -l <"$1"; else echo 0; fi; }
+
+# Records/s of a consuming host from its first record written until all N are.
+consume_rate() {
+  local toml="$1" out="$2" pid t0="" n0=0 t1 n
+  "$HOST" run --quiet "$toml" >/dev/null 2>"$WORK/consume.log" &
+  pid=$!
+  while :; do
+    n=$(lines "$out")
+    if [[ -z "$t0" && "$n" -gt 0 ]]; then t0=$(now); n0=$n; fi
+    if ((n >= N)); then t1=$(now); break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/consume.log" >&2; exit 1; }
+    sleep 0.02
+  done
+  kill -INT "$pid"; wait "$pid" || true
+  rate $((N - n0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+}
+
+declare -A R
+for run in $(seq 1 "$RUNS"); do
+  t="$RUN_ID-$run"
+  # kcat producer (the ceiling), same broker, same records.
+  t0=$(now)
+  kcat -b "$B" -P -t "$t-kcat" -X acks=all -X linger.ms=5 -l "$WORK/tweets.ndjson"
+  R[kcat_p]+="$(rate "$N" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')") "
+
+  for chain in none enrich; do
+    if [[ $chain == none ]]; then produce_toml p "" "$t-$chain"; else produce_toml p '"enrich"' "$t-$chain"; fi
+    s=$("$HOST" run --quiet --json-summary "$WORK/p.toml" 2>"$WORK/produce.log") || { cat "$WORK/produce.log" >&2; exit 1; }
+    R[host_p_$chain]+="$(echo "$s" | sed -E 's/.*"records_per_second":([0-9.]+).*/\1/' | cut -d. -f1) "
+  done
+
+  # kcat consumer to /dev/null (the ceiling) and the host: Kafka -> prune, enrich -> file.
+  t0=$(now)
+  kcat -b "$B" -C -t "$t-none" -o beginning -c "$N" -q >/dev/null
+  R[kcat_c]+="$(rate "$N" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')") "
+  for chain in none chain; do
+    consume_toml c "$t-none" "$t-group-$chain" "$WORK/out-$run-$chain.ndjson" "$chain"
+    R[host_c_$chain]+="$(consume_rate "$WORK/c.toml" "$WORK/out-$run-$chain.ndjson") "
+  done
+done
+
+med() { tr ' ' '\n' <<<"${R[$1]}" | grep . | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+kp=$(med kcat_p); kc=$(med kcat_c)
+hpn=$(med host_p_none); hpe=$(med host_p_enrich); hcn=$(med host_c_none); hc=$(med host_c_chain)
+echo
+echo "Kafka at $B, $N generated tweets ($((BYTES / N)) bytes each on average), 3-partition topics, median of $RUNS runs ($(nproc) cores)."
+echo
+echo "| path | records/s | vs kcat |"
+echo "| --- | ---: | ---: |"
+echo "| kcat -P: NDJSON file -> Kafka (ceiling) | $kp | 1.00 |"
+echo "| host: generate -> Kafka sink (no chain) | $hpn | $(ratio "$hpn" "$kp") |"
+echo "| host: generate -> [enrich] -> Kafka sink | $hpe | $(ratio "$hpe" "$kp") |"
+echo "| kcat -C: Kafka -> /dev/null (ceiling) | $kc | 1.00 |"
+echo "| host: Kafka source -> file (no chain) | $hcn | $(ratio "$hcn" "$kc") |"
+echo "| host: Kafka source -> [prune, enrich] -> file | $hc | $(ratio "$hc" "$kc") |"
+echo
+echo "Raw runs: kcat -P ${R[kcat_p]}| none ${R[host_p_none]}| enrich ${R[host_p_enrich]}| kcat -C ${R[kcat_c]}| consume ${R[host_c_none]}| consume+chain ${R[host_c_chain]}"
+# The benchmark's topics are not needed any more.
+bash compose/kafka.sh topics --delete --topic "$RUN_ID-.*" >/dev/null 2>&1 || true
