@@ -387,3 +387,29 @@ path = "out.ndjson"
     let written = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
     assert_eq!(written.lines().count() as u64, summary.records_out);
 }
+
+#[test]
+fn schema_bigquery_is_derived_from_what_leaves_the_chain() {
+    let o = host(
+        &["schema", "bigquery", "pipeline.toml", "--sample", "1500"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fields: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let field = |fs: &[Value], name: &str| fs.iter().find(|f| f["name"] == name).cloned();
+    // enrich's @timestamp, renamed to a legal column, typed as a timestamp.
+    let ts = field(&fields, "_timestamp").expect("_timestamp");
+    assert_eq!(ts["type"], "TIMESTAMP");
+    // Both tweet shapes are in one table: v1.1 top-level fields and the v2 `data` record.
+    assert_eq!(field(&fields, "data").unwrap()["type"], "RECORD");
+    assert_eq!(field(&fields, "user").unwrap()["type"], "RECORD");
+    let sluice = field(&fields, "sluice").unwrap();
+    let hashtags = field(sluice["fields"].as_array().unwrap(), "hashtags").unwrap();
+    assert_eq!(
+        (hashtags["type"].as_str(), hashtags["mode"].as_str()),
+        (Some("STRING"), Some("REPEATED"))
+    );
+    // What field-prune removed is not in the schema.
+    assert!(field(&fields, "card").is_none() && field(&fields, "translations").is_none());
+    assert!(stderr(&o).contains("out of 1500 read"), "{}", stderr(&o));
+}

@@ -244,6 +244,9 @@ pub enum SinkConfig {
     Stdout,
     /// A Kafka topic; a batch counts as written once the broker acknowledged every record.
     Kafka(KafkaSinkConfig),
+    /// Elasticsearch (or OpenSearch) `_bulk`, into daily indices, with the tweet id as `_id`;
+    /// the index template is created or updated at start.
+    Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
 }
 
 /// `[sinks.NAME] type = "kafka"`.

@@ -4,8 +4,14 @@
 //! component plugins, and writes what comes out to its sinks; records a plugin cannot handle go
 //! to a dead-letter destination with the reason.
 
+#[cfg(feature = "gcp")]
+pub mod bigquery;
+pub mod bqschema;
 pub mod chain;
 pub mod config;
+pub mod elasticsearch;
+#[cfg(feature = "gcp")]
+pub mod gcs;
 pub mod generate;
 pub mod kafka;
 pub mod pipeline;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
+use sluice::bqschema::{DeriveOptions, SchemaBuilder, to_bq_json};
 use sluice::chain::Chain;
 use sluice::config::Pipeline;
 use sluice::pipeline::{self, RunOptions};
@@ -38,9 +39,24 @@ enum Command {
     },
     /// Validate a pipeline file, load every plugin and run its `init`, without running.
     Check { pipeline: PathBuf },
+    /// Derive a table schema from what leaves the transform chain, for review.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Run a sample of the source through the chain and print the BigQuery schema (JSON, as
+    /// `bq` takes it) that fits every record that came out. Nothing is written to the sinks.
+    Bigquery {
+        pipeline: PathBuf,
+        /// Source records to sample.
+        #[arg(long, default_value_t = 10_000)]
+        sample: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +123,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             quiet,
         } => run(&pipeline, json_summary, quiet),
         Command::Check { pipeline } => check(&pipeline),
+        Command::Schema(SchemaCommand::Bigquery { pipeline, sample }) => {
+            schema_bigquery(&pipeline, sample)
+        }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
     }
 }
@@ -154,6 +173,36 @@ fn check(path: &Path) -> anyhow::Result<()> {
         chain.stages().len(),
         started.elapsed().as_secs_f64() * 1e3,
         pipeline.config.sinks.len()
+    );
+    Ok(())
+}
+
+fn schema_bigquery(path: &Path, sample: u64) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(path)?;
+    let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
+    let mut chain = Chain::from_pipeline(&runtime, &pipeline)?;
+    let mut schema = SchemaBuilder::new(DeriveOptions::default());
+    let (mut read, mut out) = (0u64, StageOutput::default());
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut source = sluice::source::Source::from_pipeline(&pipeline)?;
+        while read < sample {
+            let Some(batch) = source.next_batch().await? else {
+                break;
+            };
+            read += batch.records.len() as u64;
+            chain.process(batch.records, &mut out);
+            for r in &out.records {
+                if let Ok(v) = serde_json::from_slice::<Value>(&r.value) {
+                    schema.add(&v);
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    println!("{}", to_bq_json(&schema.fields()));
+    eprintln!(
+        "schema of {} record(s) out of {read} read from the source",
+        schema.records()
     );
     Ok(())
 }

@@ -15,10 +15,11 @@ pub enum Sink {
     File(FileSink),
     Stdout(BufWriter<tokio::io::Stdout>),
     Kafka(KafkaSink),
+    Elasticsearch(crate::elasticsearch::ElasticsearchSink),
 }
 
 /// A record a sink finally could not deliver (after its own retries), to be dead-lettered.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     /// Index in the slice given to [`Sink::write`].
     pub index: usize,
@@ -36,6 +37,9 @@ impl Sink {
             }
             SinkConfig::Stdout => Sink::Stdout(BufWriter::new(tokio::io::stdout())),
             SinkConfig::Kafka(k) => Sink::Kafka(KafkaSink::open(k).await?),
+            SinkConfig::Elasticsearch(es) => {
+                Sink::Elasticsearch(crate::elasticsearch::ElasticsearchSink::connect(es).await?)
+            }
         })
     }
 
@@ -45,6 +49,8 @@ impl Sink {
         match self {
             // Returns once the broker acknowledged or refused each record.
             Sink::Kafka(k) => return k.write(records).await,
+            // Returns once Elasticsearch indexed or rejected each record.
+            Sink::Elasticsearch(es) => return es.write(records).await,
             Sink::File(f) => {
                 for r in records {
                     f.write_line(&r.value).await?;
@@ -64,7 +70,7 @@ impl Sink {
         match self {
             Sink::File(f) => f.flush().await,
             Sink::Stdout(out) => Ok(out.flush().await?),
-            Sink::Kafka(_) => Ok(()),
+            Sink::Kafka(_) | Sink::Elasticsearch(_) => Ok(()),
         }
     }
 }

@@ -1,0 +1,820 @@
+//! The Elasticsearch sink against a real engine (OpenSearch 2.19 from `compose/elasticsearch.sh`).
+//!
+//! The server is `ELASTICSEARCH_URL` when that answers; otherwise these tests run
+//! `bash compose/elasticsearch.sh start` (on the port of `ELASTICSEARCH_URL`, default 9200) and
+//! fail when no server comes up: they never skip. Every test uses its own index pattern and
+//! template, so they run in parallel; the outage test starts a second server of its own (own
+//! ports, own `SLUICE_STATE`) so stopping it disturbs no other test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sluice::elasticsearch::{ElasticsearchConfig, ElasticsearchSink, IndexTime, TemplateConfig};
+use sluice::wasm::{Header, Record};
+
+// ---------------------------------------------------------------- the server
+
+/// The repository root (this file is `<root>/tests/elasticsearch.rs`).
+fn root() -> PathBuf {
+    let here = Path::new(file!());
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        here.parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    ];
+    candidates
+        .into_iter()
+        .find(|c| c.join("compose/elasticsearch.sh").is_file())
+        .expect("repository root with compose/elasticsearch.sh")
+}
+
+fn compose(args: &[&str], envs: &[(&str, String)]) -> bool {
+    let mut c = Command::new("bash");
+    c.arg(root().join("compose/elasticsearch.sh"))
+        .args(args)
+        .current_dir(root());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.status()
+        .expect("running compose/elasticsearch.sh")
+        .success()
+}
+
+/// The shared server's URL; starts it when nothing answers.
+fn es_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let given = std::env::var("ELASTICSEARCH_URL").ok();
+        if let Some(u) = given.as_deref().filter(|u| healthy(u)) {
+            return u.trim_end_matches('/').to_string();
+        }
+        let port = given
+            .as_deref()
+            .and_then(|u| {
+                u.strip_prefix("http://127.0.0.1:")
+                    .or(u.strip_prefix("http://localhost:"))
+            })
+            .map(|p| p.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| "9200".into());
+        let started = compose(&["start"], &[("ES_PORT", port.clone())]);
+        let url = format!("http://127.0.0.1:{port}");
+        assert!(
+            started && healthy(&url),
+            "no Elasticsearch-API server at {url}: `bash compose/elasticsearch.sh start` failed \
+             (set ELASTICSEARCH_URL to a running server)"
+        );
+        url
+    })
+    .clone()
+}
+
+fn healthy(url: &str) -> bool {
+    matches!(
+        try_http("GET", &format!("{url}/_cluster/health"), None),
+        Ok((200, _))
+    )
+}
+
+/// A second server on free ports with its own state dir; stopped (and its state removed) on drop.
+struct Instance {
+    state: tempfile::TempDir,
+    port: u16,
+    transport_port: u16,
+}
+
+impl Instance {
+    fn start() -> Instance {
+        let (a, b) = (free_port(), free_port());
+        let inst = Instance {
+            state: tempfile::tempdir().unwrap(),
+            port: a.local_addr().unwrap().port(),
+            transport_port: b.local_addr().unwrap().port(),
+        };
+        drop((a, b));
+        assert!(inst.compose("start"), "starting a second OpenSearch failed");
+        inst
+    }
+
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ES_PORT", self.port.to_string()),
+            ("ES_TRANSPORT_PORT", self.transport_port.to_string()),
+            ("SLUICE_STATE", self.state.path().display().to_string()),
+        ]
+    }
+
+    fn compose(&self, cmd: &str) -> bool {
+        compose(&[cmd], &self.envs())
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.compose("stop");
+    }
+}
+
+fn free_port() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+// ---------------------------------------------------------------- plain HTTP for checks
+
+fn try_http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+fn http(method: &str, url: &str, body: Option<&Value>) -> Value {
+    let (status, v) = try_http(method, url, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    assert!(
+        (200..300).contains(&status),
+        "{method} {url}: HTTP {status}: {v}"
+    );
+    v
+}
+
+fn refresh(url: &str, pattern: &str) {
+    http("POST", &format!("{url}/{pattern}/_refresh"), None);
+}
+
+/// Deletes a test's indices and template (left in place when the test fails, for a look).
+fn cleanup(url: &str, prefix: &str) {
+    http("DELETE", &format!("{url}/{prefix}-*"), None);
+    let _ = try_http("DELETE", &format!("{url}/_index_template/{prefix}"), None);
+}
+
+fn count(url: &str, index: &str) -> u64 {
+    refresh(url, index);
+    http("GET", &format!("{url}/{index}/_count"), None)["count"]
+        .as_u64()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- records
+
+/// `prefix-<pid>-<nanos>`: names no other test or run uses (lowercase, valid index names).
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("sluicetest-{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn record(value: &Value, timestamp: Option<i64>) -> Record {
+    Record {
+        key: None,
+        value: serde_json::to_vec(value).unwrap(),
+        headers: vec![Header {
+            key: "source".into(),
+            value: b"test".to_vec(),
+        }],
+        timestamp,
+    }
+}
+
+/// 2026-11-24T00:00:00Z.
+const DAY0_MS: i64 = 1_795_478_400_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// `YYYYMMdd` (UTC) of a time in ms.
+fn ymd(ms: i64) -> String {
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = ms.div_euclid(DAY_MS) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+fn iso(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) % 86_400;
+    let d = ymd(ms);
+    format!(
+        "{}-{}-{}T{:02}:{:02}:{:02}.{:03}Z",
+        &d[..4],
+        &d[4..6],
+        &d[6..],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// A tweet of API v1.1 (even `n`) or v2 (odd `n`) shape with id `n`, as the enrich plugin
+/// leaves it (`@timestamp`, `sluice.*`).
+fn tweet(n: u64, ms: i64) -> Value {
+    let enriched = json!({
+        "hashtags": ["bts"], "mentions": ["bts_twt"], "is_retweet": false, "is_quote": n.is_multiple_of(3),
+        "text_length": 20 + n % 50, "shape": if n.is_multiple_of(2) { "v1.1" } else { "v2" },
+    });
+    if n.is_multiple_of(2) {
+        json!({
+            "created_at": "Tue Nov 24 10:00:00 +0000 2026",
+            "id": 1_000_000_000_000_000_000u64 + n,
+            "id_str": n.to_string(),
+            "text": format!("tweet {n} #BTS @BTS_twt"),
+            "lang": "en",
+            "user": {"id_str": "12", "screen_name": "army", "created_at": "Sat Jan 01 00:00:00 +0000 2011"},
+            "entities": {"hashtags": [{"text": "BTS", "indices": [8, 12]}]},
+            "@timestamp": iso(ms),
+            "sluice": enriched,
+        })
+    } else {
+        json!({
+            "data": {"id": n.to_string(), "text": format!("tweet {n} #BTS"), "author_id": "12",
+                     "created_at": iso(ms), "lang": "ko"},
+            "includes": {"users": [{"id": "12", "username": "army"}]},
+            "@timestamp": iso(ms),
+            "sluice": enriched,
+        })
+    }
+}
+
+/// The fixture tweets (pretty-printed files), each with its `created_at` as record time.
+fn fixtures() -> Vec<(String, Value, i64)> {
+    let dir = root().join("guest-plugins/transforms/fixtures");
+    [
+        ("v1_extended", 1_539_202_764_000),
+        ("v1_quote", 1_538_871_164_000),
+        ("v1_retweet", 1_539_227_112_000),
+        ("v1_unrelated", 1_540_745_229_000),
+        ("v2_retweet", 1_685_577_933_000),
+        ("v2_tweet", 1_689_307_212_000),
+        ("v2_unrelated", 1_697_010_300_321),
+    ]
+    .into_iter()
+    .map(|(name, ms)| {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let id = v["id_str"]
+            .as_str()
+            .or(v["data"]["id"].as_str())
+            .unwrap()
+            .to_string();
+        (id, v, ms)
+    })
+    .collect()
+}
+
+fn config(url: &str, prefix: &str) -> ElasticsearchConfig {
+    ElasticsearchConfig {
+        url: url.into(),
+        index: format!("{prefix}-%{{+YYYYMMdd}}"),
+        bulk_max_docs: 40,
+        concurrency: 3,
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_secs(1),
+        template: TemplateConfig {
+            name: prefix.into(),
+            patterns: vec![format!("{prefix}-*")],
+            ..TemplateConfig::default()
+        },
+        ..ElasticsearchConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn tweets_land_in_daily_indices_one_doc_per_id_with_the_template() {
+    let url = es_url();
+    let prefix = unique("daily");
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for n in 0..240u64 {
+        let ms = DAY0_MS + (n as i64 % 3) * DAY_MS + (n as i64) * 7_000;
+        records.push(record(&tweet(n, ms), Some(ms)));
+        expected
+            .entry(format!("{prefix}-{}", ymd(ms)))
+            .or_default()
+            .insert(n.to_string());
+    }
+    // Redelivered within the batch: still one document per id.
+    for n in (0..240u64).step_by(12) {
+        let ms = DAY0_MS + (n as i64 % 3) * DAY_MS + (n as i64) * 7_000;
+        records.push(record(&tweet(n, ms), Some(ms)));
+    }
+    // The fixtures, pretty-printed as they are on disk.
+    for (id, v, ms) in fixtures() {
+        let mut r = record(&v, Some(ms));
+        r.value = serde_json::to_vec_pretty(&v).unwrap();
+        records.push(r);
+        expected
+            .entry(format!("{prefix}-{}", ymd(ms)))
+            .or_default()
+            .insert(id);
+    }
+    // No record time: the time of writing picks the index.
+    let now_before = ymd(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64);
+    records.push(record(&tweet(10_001, DAY0_MS), None));
+
+    let rt = runtime();
+    let mut cfg = config(&url, &prefix);
+    cfg.template.total_fields_limit = 1500;
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+
+    let now_after = ymd(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64);
+    let today = if count(&url, &format!("{prefix}-{now_before}")) > 0 || now_before == now_after {
+        now_before
+    } else {
+        now_after
+    };
+    expected
+        .entry(format!("{prefix}-{today}"))
+        .or_default()
+        .insert("10001".into());
+
+    refresh(&url, &format!("{prefix}-*"));
+    let total: usize = expected.values().map(BTreeSet::len).sum();
+    assert_eq!(count(&url, &format!("{prefix}-*")), total as u64);
+    for (index, ids) in &expected {
+        assert_eq!(count(&url, index), ids.len() as u64, "documents in {index}");
+        for id in ids.iter().take(3) {
+            let doc = http("GET", &format!("{url}/{index}/_doc/{id}"), None);
+            assert_eq!(doc["found"], true, "{index}/{id}");
+        }
+    }
+    // A fixture document kept its content.
+    let doc = http(
+        "GET",
+        &format!("{url}/{prefix}-20181010/_doc/1050118621198921728"),
+        None,
+    );
+    assert!(doc["_source"]["user"]["screen_name"].is_string(), "{doc}");
+
+    // The template shaped the indices.
+    let index = format!("{prefix}-{}", ymd(DAY0_MS));
+    let mapping = http("GET", &format!("{url}/{index}/_mapping"), None);
+    let props = &mapping[&index]["mappings"]["properties"];
+    assert_eq!(props["@timestamp"]["type"], "date", "{props}");
+    assert_eq!(props["id_str"]["type"], "keyword");
+    assert_eq!(props["text"]["type"], "text");
+    assert_eq!(props["created_at"]["type"], "date");
+    assert_eq!(props["data"]["properties"]["id"]["type"], "keyword");
+    assert_eq!(props["data"]["properties"]["created_at"]["type"], "date");
+    assert_eq!(props["user"]["properties"]["id_str"]["type"], "keyword");
+    assert_eq!(props["sluice"]["properties"]["hashtags"]["type"], "keyword");
+    assert_eq!(props["sluice"]["properties"]["is_quote"]["type"], "boolean");
+    assert_eq!(
+        props["sluice"]["properties"]["text_length"]["type"],
+        "integer"
+    );
+    let settings = http("GET", &format!("{url}/{index}/_settings"), None);
+    let s = &settings[&index]["settings"]["index"];
+    assert_eq!(s["mapping"]["total_fields"]["limit"], "1500", "{s}");
+    assert_eq!(s["number_of_replicas"], "0");
+    assert_eq!(s["number_of_shards"], "1");
+    // Searching by the keyword id works (it is not analysed text).
+    let hits = http(
+        "POST",
+        &format!("{url}/{prefix}-*/_count"),
+        Some(&json!({"query": {"term": {"data.id": "7"}}})),
+    );
+    assert_eq!(hits["count"], 1);
+    cleanup(&url, &prefix);
+}
+
+#[test]
+fn writing_the_same_records_again_leaves_the_count_unchanged() {
+    let url = es_url();
+    let prefix = unique("redeliver");
+    let records: Vec<Record> = (0..150u64)
+        .map(|n| {
+            let ms = DAY0_MS + (n as i64 % 2) * DAY_MS;
+            record(&tweet(n, ms), Some(ms))
+        })
+        .collect();
+    let rt = runtime();
+    let cfg = config(&url, &prefix);
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    let pattern = format!("{prefix}-*");
+    assert_eq!(count(&url, &pattern), 150);
+
+    // The same range again, and part of it through a fresh sink with another split (as after
+    // a restart of the pipeline).
+    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert_eq!(count(&url, &pattern), 150);
+    let mut cfg2 = cfg.clone();
+    cfg2.bulk_max_docs = 7;
+    cfg2.concurrency = 1;
+    let mut sink2 = rt.block_on(ElasticsearchSink::connect(&cfg2)).unwrap();
+    assert!(
+        rt.block_on(sink2.write(&records[40..90]))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(count(&url, &pattern), 150);
+    assert_eq!(count(&url, &format!("{prefix}-{}", ymd(DAY0_MS))), 75);
+    cleanup(&url, &prefix);
+}
+
+#[test]
+fn a_document_over_the_field_limit_is_rejected_with_the_reason_and_the_rest_indexed() {
+    let url = es_url();
+    let prefix = unique("wide");
+    let mut cfg = config(&url, &prefix);
+    cfg.template.total_fields_limit = 1000;
+    let mut wide = tweet(5000, DAY0_MS);
+    wide["wide"] = Value::Object((0..1500).map(|i| (format!("f{i}"), json!(i))).collect());
+    let mut records: Vec<Record> = (0..10u64)
+        .map(|n| record(&tweet(n, DAY0_MS), Some(DAY0_MS)))
+        .collect();
+    records.insert(4, record(&wide, Some(DAY0_MS)));
+
+    let rt = runtime();
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].index, 4);
+    assert!(
+        rejected[0]
+            .reason
+            .contains("Limit of total fields [1000] has been exceeded"),
+        "{}",
+        rejected[0].reason
+    );
+    assert!(
+        rejected[0]
+            .reason
+            .starts_with("illegal_argument_exception: "),
+        "{}",
+        rejected[0].reason
+    );
+    assert_eq!(count(&url, &format!("{prefix}-*")), 10);
+    cleanup(&url, &prefix);
+}
+
+#[test]
+fn mapping_conflicts_and_non_documents_are_rejected_with_the_reason() {
+    let url = es_url();
+    let prefix = unique("conflict");
+    let cfg = config(&url, &prefix);
+    let mut bad_ts = tweet(100, DAY0_MS);
+    bad_ts["@timestamp"] = json!("not a date");
+    let mut bad_created = tweet(102, DAY0_MS);
+    bad_created["created_at"] = json!("yesterday-ish");
+    let mut records: Vec<Record> = (0..6u64)
+        .map(|n| record(&tweet(n, DAY0_MS), Some(DAY0_MS)))
+        .collect();
+    records.push(record(&bad_ts, Some(DAY0_MS))); // 6
+    records.push(record(&bad_created, Some(DAY0_MS))); // 7
+    let mut garbage = record(&json!({}), Some(DAY0_MS));
+    garbage.value = b"not json at all".to_vec();
+    records.push(garbage); // 8
+    let mut empty = record(&json!({}), Some(DAY0_MS));
+    empty.value = b"  ".to_vec();
+    records.push(empty); // 9
+
+    let rt = runtime();
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    let at: Vec<usize> = rejected.iter().map(|r| r.index).collect();
+    assert_eq!(at, [6, 7, 8, 9], "{rejected:?}");
+    for r in &rejected[..2] {
+        assert!(
+            r.reason.starts_with("mapper_parsing_exception: "),
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("of type [date]"), "{}", r.reason);
+    }
+    assert!(
+        rejected[0].reason.contains("@timestamp"),
+        "{}",
+        rejected[0].reason
+    );
+    assert!(
+        rejected[1].reason.contains("created_at"),
+        "{}",
+        rejected[1].reason
+    );
+    assert!(
+        rejected[2].reason.contains("mapper_parsing_exception"),
+        "{}",
+        rejected[2].reason
+    );
+    assert!(
+        rejected[3].reason.contains("empty"),
+        "{}",
+        rejected[3].reason
+    );
+    assert_eq!(count(&url, &format!("{prefix}-*")), 6);
+    cleanup(&url, &prefix);
+}
+
+#[test]
+fn ingest_time_and_fixed_index_names() {
+    let url = es_url();
+    let prefix = unique("ingest");
+    let rt = runtime();
+    let mut cfg = config(&url, &prefix);
+    cfg.index_time = IndexTime::Ingest;
+    cfg.index = format!("{prefix}-%{{+YYYY.MM}}");
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    let before = ymd(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64);
+    let records = [record(&tweet(1, DAY0_MS), Some(DAY0_MS))];
+    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    let month = format!("{prefix}-{}.{}", &before[..4], &before[4..6]);
+    assert_eq!(count(&url, &month), 1, "{month}");
+
+    cfg.index = format!("{prefix}-fixed");
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert_eq!(count(&url, &format!("{prefix}-fixed")), 1);
+    cleanup(&url, &prefix);
+}
+
+#[test]
+fn connecting_to_nothing_fails_naming_the_url() {
+    let port = free_port().local_addr().unwrap().port();
+    let cfg = ElasticsearchConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        ..ElasticsearchConfig::default()
+    };
+    let err = runtime()
+        .block_on(ElasticsearchSink::connect(&cfg))
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
+#[test]
+fn server_down_mid_stream_then_back_loses_and_duplicates_nothing() {
+    let inst = Instance::start();
+    let url = inst.url();
+    let prefix = unique("outage");
+    let cfg = config(&url, &prefix);
+    let rt = runtime();
+    let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
+    let mut give_up_cfg = cfg.clone();
+    give_up_cfg.retry_give_up = Some(Duration::from_secs(1));
+    let mut impatient = rt
+        .block_on(ElasticsearchSink::connect(&give_up_cfg))
+        .unwrap();
+
+    // 12 batches of 40; each overlaps the previous one by 10 ids (redelivery): 370 ids.
+    let batches: Vec<Vec<Record>> = (0..12u64)
+        .map(|b| {
+            (b * 30..b * 30 + 40)
+                .map(|n| record(&tweet(n, DAY0_MS + n as i64 * 1000), Some(DAY0_MS)))
+                .collect()
+        })
+        .collect();
+    let done = Arc::new(AtomicUsize::new(0));
+
+    rt.block_on(async {
+        let progress = done.clone();
+        let stream = tokio::spawn(async move {
+            for batch in &batches {
+                let rejected = sink.write(batch).await?;
+                anyhow::ensure!(rejected.is_empty(), "rejected: {rejected:?}");
+                progress.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            anyhow::Ok(())
+        });
+        while done.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stop = tokio::task::spawn_blocking({
+            let (url, envs) = (url.clone(), inst.envs());
+            move || {
+                let ok = compose(&["stop"], &envs);
+                assert!(ok && !healthy(&url), "stopping the second server failed");
+            }
+        });
+        stop.await.unwrap();
+        let at_stop = done.load(Ordering::SeqCst);
+
+        // Down: the stream stalls (backpressure) instead of failing or dropping records, and
+        // a sink with `retry_give_up` fails once that is over.
+        let t0 = Instant::now();
+        let err = impatient
+            .write(&[record(&tweet(9999, DAY0_MS), Some(DAY0_MS))])
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("giving up"), "{err:#}");
+        assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !stream.is_finished(),
+            "the stream should wait for the server"
+        );
+        assert!(done.load(Ordering::SeqCst) <= at_stop + 1);
+
+        let envs = inst.envs();
+        let start = tokio::task::spawn_blocking(move || compose(&["start"], &envs));
+        assert!(start.await.unwrap(), "restarting the second server failed");
+        tokio::time::timeout(Duration::from_secs(180), stream)
+            .await
+            .expect("the stream finished after the server came back")
+            .unwrap()
+            .unwrap();
+    });
+    assert_eq!(done.load(Ordering::SeqCst), 12);
+    let pattern = format!("{prefix}-*");
+    assert_eq!(count(&url, &pattern), 370, "one document per id, none lost");
+    // Every id is there (and, with the count, each exactly once).
+    let ids: Vec<String> = (0..370).map(|n: u64| n.to_string()).collect();
+    let docs = http(
+        "POST",
+        &format!("{url}/{prefix}-{}/_mget", ymd(DAY0_MS)),
+        Some(&json!({ "ids": ids })),
+    );
+    let docs = docs["docs"].as_array().unwrap();
+    assert_eq!(docs.len(), 370);
+    assert!(docs.iter().all(|d| d["found"] == true));
+}
+
+// ---------------------------------------------------------------- the pipeline
+
+/// A short ES-safe allow-list (see guest-plugins/field-prune/README.md) for both tweet shapes.
+/// The field limit counts the union of every document's fields in an index, so denying only
+/// the bulky parts is not enough for a mix of v1.1 and v2 tweets.
+const ES_SAFE: &str = "id_str, created_at, lang, text, extended_tweet.full_text, user.screen_name, \
+    entities.hashtags.text, entities.user_mentions.screen_name, retweeted_status.id_str, \
+    retweeted_status.text, quoted_status.id_str, quoted_status.text, data.id, data.text, \
+    data.created_at, data.author_id, data.lang, data.referenced_tweets, data.note_tweet.text, \
+    data.entities.hashtags.tag, data.entities.mentions.username, includes.users.id, \
+    includes.users.username, includes.tweets.id, includes.tweets.text, matching_rules.tag";
+
+/// Runs generated tweets (a fifth of them over 1000 fields) through `chain` into a daily index
+/// with the field limit at 1000; returns (summary, dead-letter lines).
+fn run_pipeline(
+    url: &str,
+    prefix: &str,
+    chain: &[&str],
+) -> (sluice::pipeline::Summary, Vec<Value>) {
+    let status = Command::new(env!("CARGO"))
+        .args(["xtask", "plugins"])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dist = root().join("guest-plugins/dist");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let chain_list = chain
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[pipeline]
+chain = [{chain_list}]
+batch_size = 100
+[source]
+type = "generate"
+count = 300
+[source.tweets]
+wide_share = 0.2
+{transforms}[sinks.es]
+type = "elasticsearch"
+url = "{url}"
+index = "{prefix}-%{{+YYYYMMdd}}"
+[sinks.es.template]
+name = "{prefix}"
+patterns = ["{prefix}-*"]
+total_fields_limit = 1000
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+            transforms = chain
+                .iter()
+                .map(|name| match *name {
+                    "prune" => format!(
+                        "[transforms.prune]\nplugin = \"{}/field_prune.wasm\"\nconfig = {{ allow = \"{ES_SAFE}\" }}\n",
+                        dist.display(),
+                        ES_SAFE = ES_SAFE,
+                    ),
+                    other => format!("[transforms.{other}]\nplugin = \"{}/{other}.wasm\"\n", dist.display()),
+                })
+                .collect::<String>(),
+        ),
+    )
+    .unwrap();
+    let mut p = sluice::config::Pipeline::load(&file).unwrap();
+    // `transforms` not in the chain would be rejected as unused: keep only the chain's.
+    p.config
+        .transforms
+        .retain(|name, _| chain.contains(&name.as_str()));
+    let summary = runtime()
+        .block_on(sluice::pipeline::run(
+            &p,
+            Default::default(),
+            tokio::sync::watch::channel(false).1,
+        ))
+        .unwrap();
+    let dead = std::fs::read_to_string(dir.path().join("dead.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (summary, dead)
+}
+
+#[test]
+fn wide_tweets_are_dead_lettered_with_the_reason_unless_pruned() {
+    let url = es_url();
+    // Without prune, ES refuses the wide tweets; the sink dead-letters them with ES's reason.
+    let prefix = unique("pipe-noprune");
+    let (summary, dead) = run_pipeline(&url, &prefix, &["enrich"]);
+    assert_eq!(summary.records_in, 300);
+    assert!(summary.dead_lettered > 0, "{summary:?}");
+    assert_eq!(
+        summary.records_in,
+        summary.records_out + summary.dead_lettered
+    );
+    assert_eq!(dead.len() as u64, summary.dead_lettered);
+    assert!(
+        dead.iter().all(|d| d["stage"] == "sinks.es"),
+        "{:?}",
+        dead[0]
+    );
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Limit of total fields [1000]"),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(count(&url, &format!("{prefix}-*")), summary.records_out);
+    cleanup(&url, &prefix);
+
+    // With prune in front, every tweet is indexed, once per id.
+    let prefix = unique("pipe-prune");
+    let (summary, dead) = run_pipeline(&url, &prefix, &["prune", "enrich"]);
+    assert!(dead.is_empty(), "{:?}", dead.first());
+    assert_eq!(summary.records_out, 300);
+    assert_eq!(count(&url, &format!("{prefix}-*")), 300);
+    cleanup(&url, &prefix);
+}
