@@ -40,40 +40,16 @@ fn main() {
 
     let native = NativeChain::new(&specs);
     let expected_out = native.run(&records);
-    let native_ns = median_ns(runs, n, || {
-        std::hint::black_box(native.run(&records));
-    });
+    let mut native_chain = || timed(|| std::hint::black_box(native.run(&records)));
 
-    let mut rows = vec![Row::new(
-        "native Rust (same library)",
-        "-",
-        native_ns,
-        native_ns,
-    )];
     let defaults = RuntimeOptions {
         cache_dir: None,
         ..RuntimeOptions::default()
     };
-    for batch in [1, 100, 1000] {
-        let ns = wasm_ns(&defaults, &specs, &records, batch, runs, expected_out);
-        rows.push(Row::new(
-            "WASM chain (deadline + memory cap)",
-            &batch.to_string(),
-            ns,
-            native_ns,
-        ));
-    }
     let no_deadline = RuntimeOptions {
         deadlines: false,
         ..defaults.clone()
     };
-    let ns = wasm_ns(&no_deadline, &specs, &records, 1000, runs, expected_out);
-    rows.push(Row::new(
-        "WASM chain, no deadline (memory cap only)",
-        "1000",
-        ns,
-        native_ns,
-    ));
     let fueled: Vec<PluginSpec> = specs
         .iter()
         .cloned()
@@ -82,56 +58,105 @@ fn main() {
             s
         })
         .collect();
-    let ns = wasm_ns(&defaults, &fueled, &records, 1000, runs, expected_out);
-    rows.push(Row::new(
-        "WASM chain + fuel metering",
-        "1000",
-        ns,
-        native_ns,
-    ));
-
     // The boundary alone: a plugin that keeps every record without looking at it.
     let mut pass = PluginSpec::new("pass-through", root.join("tests/plugins/dist/hostile.wasm"));
     pass.config = vec![("mode".into(), "pass".into())];
-    let ns = wasm_ns(&defaults, &[pass], &records, 1000, runs, n);
-    rows.push(Row::new(
-        "pass-through plugin (boundary cost only)",
-        "1000",
-        ns,
-        native_ns,
-    ));
+
+    let mut rows = Vec::new();
+    let mut native_again = native_chain;
+    let (ns, _) = paired(runs, n, &mut native_chain, &mut native_again);
+    rows.push(Row::new("native Rust (same library)", "-", ns, 1.0));
+    let variants: [(&str, &RuntimeOptions, &[PluginSpec], usize, usize); 6] = [
+        (
+            "WASM chain (deadline + memory cap)",
+            &defaults,
+            &specs,
+            1,
+            expected_out,
+        ),
+        (
+            "WASM chain (deadline + memory cap)",
+            &defaults,
+            &specs,
+            100,
+            expected_out,
+        ),
+        (
+            "WASM chain (deadline + memory cap)",
+            &defaults,
+            &specs,
+            1000,
+            expected_out,
+        ),
+        (
+            "WASM chain, no deadline (memory cap only)",
+            &no_deadline,
+            &specs,
+            1000,
+            expected_out,
+        ),
+        (
+            "WASM chain + fuel metering",
+            &defaults,
+            &fueled,
+            1000,
+            expected_out,
+        ),
+        (
+            "pass-through plugin (boundary cost only)",
+            &defaults,
+            std::slice::from_ref(&pass),
+            1000,
+            n,
+        ),
+    ];
+    for (name, options, chain_specs, batch, expected) in variants {
+        let mut wasm = wasm_sampler(options, chain_specs, &records, batch, expected);
+        let (ns, ratio) = paired(runs, n, &mut native_chain, &mut wasm);
+        rows.push(Row::new(name, &batch.to_string(), ns, ratio));
+    }
 
     // Each plugin alone over every record, to show where the time goes.
     for (i, spec) in specs.iter().enumerate() {
-        let one = std::slice::from_ref(spec);
-        let native_one = median_ns(runs, n, || {
-            for r in &records {
-                std::hint::black_box(native.step(i, &r.value));
-            }
-        });
+        let mut native_one = || {
+            timed(|| {
+                for r in &records {
+                    std::hint::black_box(native.step(i, &r.value));
+                }
+            })
+        };
         let expected = records
             .iter()
             .filter(|r| !matches!(native.step(i, &r.value), Outcome::Drop | Outcome::Fail(_)))
             .count();
+        let mut wasm = wasm_sampler(
+            &defaults,
+            std::slice::from_ref(spec),
+            &records,
+            1000,
+            expected,
+        );
+        let mut native_again = native_one;
+        let (native_ns, _) = paired(runs, n, &mut native_one, &mut native_again);
+        let (ns, ratio) = paired(runs, n, &mut native_one, &mut wasm);
         rows.push(Row::new(
             &format!("{} alone: native", spec.name),
             "-",
-            native_one,
-            native_one,
+            native_ns,
+            1.0,
         ));
-        let ns = wasm_ns(&defaults, one, &records, 1000, runs, expected);
         rows.push(Row::new(
             &format!("{} alone: WASM", spec.name),
             "1000",
             ns,
-            native_one,
+            ratio,
         ));
     }
 
     let start_rows = startup_costs(&specs, runs);
 
     println!(
-        "\n{n} generated tweets ({:.1} KB average, seed {}), {} of them kept by the chain; median of {runs} runs\n",
+        "\n{n} generated tweets ({:.1} KB average, seed {}), {} of them kept by the chain; medians of {runs} paired runs (native and WASM alternate)\n",
         bytes as f64 / n as f64 / 1e3,
         tweets.seed,
         expected_out
@@ -158,10 +183,6 @@ fn main() {
 /// Start-up costs per plugin: compiling, loading the cached artifact, and a fresh instance
 /// (what failure isolation and recycling pay). Medians in ms, ms and us.
 fn startup_costs(specs: &[PluginSpec], runs: usize) -> Vec<(String, f64, f64, f64)> {
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let runs = runs.max(3);
     specs
         .iter()
@@ -213,12 +234,12 @@ struct Row {
 }
 
 impl Row {
-    fn new(name: &str, batch: &str, ns: f64, native: f64) -> Self {
+    fn new(name: &str, batch: &str, ns: f64, ratio: f64) -> Self {
         Self {
             name: name.into(),
             batch: batch.into(),
             ns,
-            ratio: ns / native,
+            ratio,
         }
     }
 }
@@ -239,33 +260,53 @@ fn generate(opts: &GenerateOptions, n: usize) -> Vec<Record> {
         .collect()
 }
 
-/// Median nanoseconds per record of `runs` runs of `f` over `n` records (after one warm-up).
-fn median_ns(runs: usize, n: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut times: Vec<Duration> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2].as_nanos() as f64 / n as f64
+fn timed<T>(f: impl FnOnce() -> T) -> Duration {
+    let t = Instant::now();
+    std::hint::black_box(f());
+    t.elapsed()
 }
 
-fn wasm_ns(
+/// Runs `baseline` and `subject` alternately `runs` times (after a warm-up of each), so both
+/// see the same machine load. Returns the median nanoseconds per record of `subject` and the
+/// median of the per-run ratios subject / baseline.
+fn paired(
+    runs: usize,
+    n: usize,
+    baseline: &mut dyn FnMut() -> Duration,
+    subject: &mut dyn FnMut() -> Duration,
+) -> (f64, f64) {
+    baseline();
+    subject();
+    let mut times = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..runs.max(1) {
+        let b = baseline().as_secs_f64();
+        let s = subject().as_secs_f64();
+        times.push(s * 1e9 / n as f64);
+        ratios.push(s / b);
+    }
+    (median(times), median(ratios))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A closure that runs every record through a WASM chain in batches of `batch` and returns the
+/// time it took. Batches are copied outside the timed region: the host owns its input.
+fn wasm_sampler<'a>(
     options: &RuntimeOptions,
     specs: &[PluginSpec],
-    records: &[Record],
+    records: &'a [Record],
     batch: usize,
-    runs: usize,
     expected: usize,
-) -> f64 {
+) -> impl FnMut() -> Duration + 'a {
     let runtime = Runtime::new(options.clone()).unwrap();
     let mut chain = Chain::load(&runtime, specs.to_vec()).unwrap();
     let mut out = StageOutput::default();
-    let mut sample = || {
-        // Batches are cut from copies made outside the timed region: the host owns its input.
+    move || {
+        let _keep_engine_alive = &runtime;
         let batches: Vec<Vec<Record>> = records.chunks(batch).map(|c| c.to_vec()).collect();
         let t = Instant::now();
         let mut kept = 0;
@@ -276,11 +317,7 @@ fn wasm_ns(
         }
         assert_eq!(kept, expected, "WASM and native chains disagree");
         t.elapsed()
-    };
-    sample();
-    let mut times: Vec<Duration> = (0..runs.max(1)).map(|_| sample()).collect();
-    times.sort();
-    times[times.len() / 2].as_nanos() as f64 / records.len() as f64
+    }
 }
 
 /// The same three transforms, called directly.
