@@ -22,7 +22,6 @@
 //!   applied to indices that already exist and match the template's patterns.
 
 use std::fmt;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -33,8 +32,7 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::http::{StatusCode, Url};
 use elasticsearch::indices::{IndicesPutIndexTemplateParts, IndicesPutSettingsParts};
 use elasticsearch::{BulkParts, Elasticsearch};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -241,13 +239,7 @@ impl ElasticsearchSink {
         if cfg.bulk_max_docs == 0 || cfg.concurrency == 0 {
             bail!("elasticsearch sink: `bulk_max_docs` and `concurrency` must be at least 1");
         }
-        let id_paths: Vec<Vec<String>> = cfg
-            .id_field
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split('.').map(str::to_owned).collect())
-            .collect();
+        let id_paths = crate::json_key::parse_paths(&cfg.id_field);
         let url = cfg.url.trim_end_matches('/').to_string();
         // The trailing slash keeps a path prefix (a proxy's) when API paths are joined on.
         let parsed = Url::parse(&format!("{url}/"))
@@ -521,7 +513,7 @@ impl ElasticsearchSink {
         body.extend_from_slice(b"{\"index\":{\"_index\":\"");
         body.extend_from_slice(name.as_bytes());
         body.push(b'"');
-        if find_id(&record.value, &self.id_paths, &mut self.id) {
+        if crate::json_key::find(&record.value, &self.id_paths, &mut self.id) {
             body.extend_from_slice(b",\"_id\":");
             let id = std::str::from_utf8(&self.id).expect("ids are copied from JSON strings");
             serde_json::to_writer(&mut *body, id).expect("writing to a Vec cannot fail");
@@ -1059,134 +1051,15 @@ impl NameCache {
     }
 }
 
-// ---------------------------------------------------------------- document ids
-
-/// Copies the first of `paths` present in `json` (a string, or an integer written in decimal)
-/// into `out`. Walks the document with serde's streaming deserializer, skipping what is not
-/// on the path, and stops at the value: no tree, no allocation.
-fn find_id(json: &[u8], paths: &[Vec<String>], out: &mut Vec<u8>) -> bool {
-    paths.iter().any(|path| {
-        out.clear();
-        let mut found = false;
-        let walk = Walk {
-            path,
-            out: &mut *out,
-            found: &mut found,
-        };
-        // Stopping at the value leaves the rest of the document unread, which serde reports
-        // as an error; only `found` counts.
-        let _ = walk.deserialize(&mut serde_json::Deserializer::from_slice(json));
-        found
-    })
-}
-
-struct Walk<'p, 'o> {
-    path: &'p [String],
-    out: &'o mut Vec<u8>,
-    found: &'o mut bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.path.is_empty() {
-            true => d.deserialize_any(self),
-            false => d.deserialize_map(self),
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for Walk<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object on the id path, ending in a string or an integer")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (want, rest) = self
-            .path
-            .split_first()
-            .expect("only maps on a non-empty path");
-        while let Some(key) = map.next_key::<KeyName<'_>>()? {
-            if key.0.as_ref() == want {
-                return map.next_value_seed(Walk {
-                    path: rest,
-                    out: self.out,
-                    found: self.found,
-                });
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if !v.is_empty() {
-            self.out.extend_from_slice(v.as_bytes());
-            *self.found = true;
-        }
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        write!(self.out, "{v}").expect("writing to a Vec cannot fail");
-        *self.found = true;
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        write!(self.out, "{v}").expect("writing to a Vec cannot fail");
-        *self.found = true;
-        Ok(())
-    }
-
-    // Other values (null, floats, arrays, objects, booleans) are not ids.
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the input unless it has escapes.
-struct KeyName<'a>(std::borrow::Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for KeyName<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyName<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<KeyName<'de>, E> {
-                Ok(KeyName(v.into()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName<'de>, E> {
-                Ok(KeyName(v.to_owned().into()))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn id(json: &str, spec: &str) -> Option<String> {
-        let paths: Vec<Vec<String>> = spec
-            .split(',')
-            .map(|p| p.split('.').map(str::to_owned).collect())
-            .collect();
+        let paths = crate::json_key::parse_paths(spec);
         let mut out = Vec::new();
-        find_id(json.as_bytes(), &paths, &mut out).then(|| String::from_utf8(out).unwrap())
+        crate::json_key::find(json.as_bytes(), &paths, &mut out)
+            .then(|| String::from_utf8(out).unwrap())
     }
 
     #[test]

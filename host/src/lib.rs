@@ -13,6 +13,7 @@ pub mod elasticsearch;
 #[cfg(feature = "gcp")]
 pub mod gcs;
 pub mod generate;
+pub mod json_key;
 pub mod kafka;
 pub mod pipeline;
 pub mod record;

@@ -5,7 +5,6 @@
 //! every record of a batch (or reported it failed, so the pipeline can dead-letter it), and the
 //! source commits a batch's offsets only after the pipeline says every sink holds it.
 
-mod key;
 mod producer;
 mod source;
 

@@ -17,8 +17,9 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
-use super::{client_config, key, set_default};
+use super::{client_config, set_default};
 use crate::config::{KafkaSinkConfig, Pipeline};
+use crate::json_key;
 use crate::sink::Rejected;
 use crate::wasm::{DeadLetter, Header, Record};
 
@@ -143,7 +144,7 @@ impl KafkaSink {
         Ok(Self {
             producer: BatchProducer::new(&config)?,
             topic: c.topic.clone(),
-            key_paths: key::parse_paths(&c.key_field),
+            key_paths: json_key::parse_paths(&c.key_field),
             key: Vec::new(),
         })
     }
@@ -151,7 +152,7 @@ impl KafkaSink {
     /// Sends every record and waits for its delivery report; returns the ones that failed.
     pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
         for (i, r) in records.iter().enumerate() {
-            let key = if key::find(&r.value, &self.key_paths, &mut self.key) {
+            let key = if json_key::find(&r.value, &self.key_paths, &mut self.key) {
                 Some(&self.key[..])
             } else {
                 r.key.as_deref()

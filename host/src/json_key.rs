@@ -1,4 +1,5 @@
-//! Message keys from JSON fields, found without building a document tree.
+//! Keys (Kafka message keys, Elasticsearch document ids) from JSON fields, found without
+//! building a document tree.
 //!
 //! A path like `data.id` is followed with serde's streaming deserializer: objects on the way
 //! are scanned with `IgnoredAny` and the walk stops as soon as the value is found, so finding a
@@ -16,8 +17,9 @@ pub fn parse_paths(spec: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Writes the first of `paths` present in `json` (a string or an integer) into `out`.
-/// Returns false (leaving `out` unspecified) when none is, or `json` is not a JSON object.
+/// Writes the first of `paths` present in `json` (a non-empty string or an integer) into
+/// `out`. Returns false (leaving `out` unspecified) when none is, or `json` is not a JSON
+/// object. An empty string counts as absent: it is no use as a message key or document id.
 pub fn find(json: &[u8], paths: &[Vec<String>], out: &mut Vec<u8>) -> bool {
     paths.iter().any(|path| {
         out.clear();
@@ -29,7 +31,7 @@ pub fn find(json: &[u8], paths: &[Vec<String>], out: &mut Vec<u8>) -> bool {
         // Stopping early leaves the document unfinished, which serde reports as an error:
         // only `found` matters.
         let _ = (&mut seek).deserialize(&mut serde_json::Deserializer::from_slice(json));
-        seek.found
+        seek.found && !out.is_empty()
     })
 }
 
