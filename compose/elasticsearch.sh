@@ -24,6 +24,8 @@
 #   SLUICE_STATE          state root (default ~/.local/state/sluice; server state in elasticsearch/)
 #   OPENSEARCH_JAVA_HOME  JDK for OpenSearch (default: JAVA_HOME, else the java on PATH; 3.x needs 21+)
 set -euo pipefail
+# shellcheck source=compose/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ES_PORT="${ES_PORT:-9200}"
 ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
@@ -50,8 +52,6 @@ PID_FILE="$STATE_DIR/server.pid"
 ENGINE_FILE="$STATE_DIR/engine"
 URL="http://127.0.0.1:$ES_PORT"
 
-log() { printf 'elasticsearch.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 need_cmd() {
   local cmd="$1" pkg="$2"
@@ -241,7 +241,6 @@ server_pid() {
 
 running_engine() { cat "$ENGINE_FILE" 2>/dev/null || echo "$ES_ENGINE"; }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 log_tail() {
   local f
@@ -349,21 +348,14 @@ cmd_stop() {
   [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
   exec 9>"$STATE_DIR/.lock"
   flock -w "$((ES_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another elasticsearch.sh on $STATE_DIR"
-  local pid deadline
+  local pid
   if ! pid="$(server_pid)"; then
     rm -f "$PID_FILE"
     log "not running"
     return 0
   fi
   log "stopping $(running_engine) (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + ES_STOP_TIMEOUT))
-  while is_our_server "$pid" && ((SECONDS < deadline)); do sleep 0.3; done
-  if is_our_server "$pid"; then
-    log "still running after ${ES_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while is_our_server "$pid"; do sleep 0.2; done
-  fi
+  stop_process "$pid" "$ES_STOP_TIMEOUT" is_our_server
   rm -f "$PID_FILE"
   log "stopped"
 }

@@ -17,6 +17,8 @@
 #   SLUICE_CACHE           cache root (default ~/.cache/sluice; venv in fake-gcs/<version>/venv)
 #   SLUICE_STATE           state root (default ~/.local/state/sluice; server state in gcs/, objects in gcs/root)
 set -euo pipefail
+# shellcheck source=compose/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GCS_PORT="${GCS_PORT:-4443}"
 FAKE_GCS_WRAPPER_VERSION="${FAKE_GCS_WRAPPER_VERSION:-0.1.1}"
@@ -31,8 +33,6 @@ LOG_DIR="$STATE_DIR/logs"
 PID_FILE="$STATE_DIR/server.pid"
 URL="http://127.0.0.1:$GCS_PORT"
 
-log() { printf 'gcs.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 ensure_python_venv() {
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -89,7 +89,6 @@ server_pid() {
   return 1
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 healthy() { curl -sf --max-time 5 -o /dev/null "$URL/storage/v1/b" 2>/dev/null; }
 
@@ -159,17 +158,10 @@ cmd_stop() {
   [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
   exec 9>"$STATE_DIR/.lock"
   flock -w "$((GCS_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another gcs.sh on $STATE_DIR"
-  local pid deadline
+  local pid
   if ! pid="$(server_pid)"; then rm -f "$PID_FILE"; log "not running"; return 0; fi
   log "stopping fake-gcs-server (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + GCS_STOP_TIMEOUT))
-  while is_our_server "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-  if is_our_server "$pid"; then
-    log "still running after ${GCS_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while is_our_server "$pid"; do sleep 0.2; done
-  fi
+  stop_process "$pid" "$GCS_STOP_TIMEOUT" is_our_server
   rm -f "$PID_FILE"
   log "stopped"
 }

@@ -19,6 +19,8 @@
 #   SLUICE_STATE           state root   (default ~/.local/state/sluice; broker state in kafka/)
 #   JAVA                   java binary  (default $JAVA_HOME/bin/java, else java on PATH)
 set -euo pipefail
+# shellcheck source=compose/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 # log4j2 SLF4J binding; keep it on the log4j version the chosen Kafka depends on.
@@ -47,8 +49,6 @@ CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
 HEALTH_TOPIC="__sluice_healthcheck"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 java_bin() {
   if [[ -n "${JAVA:-}" ]]; then
@@ -253,10 +253,6 @@ broker_pid() {
   return 1
 }
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 log_tail() {
   log "---- last lines of $LOG_DIR/server.log ----"
   tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
@@ -366,21 +362,14 @@ cmd_stop() {
   [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
   exec 9>"$STATE_DIR/.lock"
   flock -w "$((KAFKA_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
-  local pid deadline
+  local pid
   if ! pid="$(broker_pid)"; then
     rm -f "$PID_FILE"
     log "not running"
     return 0
   fi
   log "stopping broker (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-  while is_our_broker "$pid" && ((SECONDS < deadline)); do sleep 0.5; done
-  if is_our_broker "$pid"; then
-    log "still running after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while is_our_broker "$pid"; do sleep 0.2; done
-  fi
+  stop_process "$pid" "$KAFKA_STOP_TIMEOUT" is_our_broker
   rm -f "$PID_FILE"
   log "stopped"
 }
