@@ -9,6 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod polyglot;
+
 /// Pure plugins: they import nothing but the Sluice interfaces.
 const TARGET: &str = "wasm32-unknown-unknown";
 /// For test plugins that must import WASI (the sandbox tests).
@@ -178,7 +180,7 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
             out.strip_prefix(root).unwrap_or(&out).display()
         );
     }
-    Ok(())
+    polyglot::build(root, &target_dir.join("polyglot"))
 }
 
 /// Installs the wasm target with rustup on a fresh machine.
