@@ -2,6 +2,8 @@
 //! bqemulator (`compose/bigquery.sh`). Both are started when they are not running (the scripts
 //! honour `SLUICE_STATE`, `GCS_PORT`, `BQ_PORT`, ...); a test fails if they cannot be.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -216,9 +218,13 @@ async fn write_batches(
     for (i, chunk) in records.chunks(batch).enumerate() {
         let first = first_offset + i * batch;
         let position = format!("{stream}-{first}-{}", first + chunk.len() - 1);
-        done.extend(sink.write(chunk, &position).await.unwrap());
+        done.extend(sink.write(&refs(chunk), &position).await.unwrap());
     }
     done
+}
+
+fn refs(records: &[Record]) -> Vec<&Record> {
+    records.iter().collect()
 }
 
 fn count(rows: &[Vec<Value>], col: usize) -> u64 {
@@ -338,7 +344,7 @@ fn objects_rotate_by_size_and_by_age() {
         c.max_object_age = Duration::from_millis(300);
         let mut sink = GcsSink::open(c).await.unwrap();
         assert!(
-            sink.write(&records[..10], "t-0-0-9")
+            sink.write(&refs(&records[..10]), "t-0-0-9")
                 .await
                 .unwrap()
                 .is_empty()
@@ -524,7 +530,7 @@ fn records_survive_gcs_being_down() {
         gcs.stop();
 
         // Down: the upload fails after retry_for, and the records stay buffered.
-        let err = sink.write(&records[..300], "o-0-0-299").await;
+        let err = sink.write(&refs(&records[..300]), "o-0-0-299").await;
         assert!(err.unwrap().is_empty(), "nothing to upload yet");
         let err = sink.flush().await.unwrap_err();
         assert!(err.to_string().contains("o/"), "{err:#}");
@@ -545,7 +551,7 @@ fn records_survive_gcs_being_down() {
             }
         });
         let mut done = Vec::new();
-        match sink.write(&records[300..], "o-0-300-599").await {
+        match sink.write(&refs(&records[300..]), "o-0-300-599").await {
             Ok(d) => done.extend(d),
             Err(e) => eprintln!("still down: {e}"),
         }
@@ -621,4 +627,445 @@ fn streaming_inserts_with_the_tweet_id() {
             .unwrap();
         assert_eq!((count(&rows, 0), count(&rows, 1)), (700, 700));
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GCS sink in a pipeline: Kafka -> [prune, enrich] -> GCS -> BigQuery, run by the host.
+
+/// The broker `cargo xtask test` started (or `KAFKA_BOOTSTRAP`).
+fn kafka() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn host(pipeline: &Path) -> Command {
+    common::build_plugins();
+    let mut c = Command::new(common::host_bin());
+    c.args([
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json-summary",
+        "--quiet",
+    ])
+    .env("RUST_LOG", "warn,sluice=info");
+    c
+}
+
+/// Stops (SIGKILL) a host left running by a failing test.
+struct Host(std::process::Child);
+
+impl Host {
+    fn spawn(pipeline: &Path, log: &Path) -> Host {
+        Host(
+            host(pipeline)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGINT, then wait for the drain.
+    fn interrupt(mut self) {
+        Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "host did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Puts `count` generated tweets (seed 7) into a new topic with 2 partitions, through the host.
+fn produce(dir: &Path, topic: &str, count: usize) {
+    let p = dir.join("produce.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[pipeline]
+batch_size = 200
+[source]
+type = "generate"
+count = {count}
+[source.tweets]
+seed = 7
+[sinks.kafka]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+[sinks.kafka.create_topic]
+partitions = 2
+configs = {{ "message.timestamp.type" = "LogAppendTime" }}
+[dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+            brokers = kafka(),
+            dead = dir.join("produce.dead").display(),
+        ),
+    )
+    .unwrap();
+    let o = host(&p).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The seed's `twitter_log_to_gcs` consumer, writing to `bucket` and loading into `dataset.table`.
+fn to_gcs_toml(
+    dir: &Path,
+    topic: &str,
+    group: &str,
+    bucket: &str,
+    (bq_url, dataset, table): (&str, &str, &str),
+    commit_interval: &str,
+) -> PathBuf {
+    let s = services();
+    let dist = root().join("guest-plugins/dist");
+    let p = dir.join(format!("to-gcs-{commit_interval}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[pipeline]
+name = "twitter-log-to-gcs"
+chain = ["prune", "enrich"]
+batch_size = 100
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+commit_interval = "{commit_interval}"
+[transforms.prune]
+plugin = "{dist}/field_prune.wasm"
+config = {{ allow = ["id_str", "created_at", "text", "lang", "user.screen_name", "user.followers_count", "data.id", "data.text", "data.created_at", "data.author_id", "data.lang"] }}
+[transforms.enrich]
+plugin = "{dist}/enrich.wasm"
+config = {{ keywords = ["bts"] }}
+[sinks.lake]
+type = "gcs"
+endpoint = "{gcs}"
+bucket = "{bucket}"
+prefix = "twitter/"
+create_bucket = true
+bigquery_names = true
+max_object_bytes = "48KB"
+max_object_age = "1s"
+retry_for = "2s"
+[sinks.lake.bigquery]
+endpoint = "{bq_url}"
+project = "{project}"
+dataset = "{dataset}"
+table = "{table}"
+partition_by_day = "_timestamp"
+retry_for = "2s"
+[dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+            brokers = kafka(),
+            dist = dist.display(),
+            gcs = s.gcs,
+            project = s.project,
+            dead = dir.join("dead.ndjson").display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Offsets committed by `group` on `topic`, summed over its partitions.
+fn committed(group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition(topic, p);
+    }
+    let c = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    c.elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum()
+}
+
+/// (rows, distinct tweet ids) in the table.
+async fn table_counts(loader: &BigQueryLoader, table: &str) -> (u64, u64) {
+    let c = loader.config();
+    let sql = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT COALESCE(id_str, data.id)) FROM `{}.{}.{table}`",
+        c.project, c.dataset
+    );
+    match loader.query(&sql).await {
+        Ok(rows) => (count(&rows, 0), count(&rows, 1)),
+        Err(_) => (0, 0), // not created yet
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every data object under `bucket/twitter/`, decompressed: tweet ids with repeats.
+fn ids_in_objects(bucket: &str) -> Vec<String> {
+    let base = services().gcs_root.join(bucket);
+    let mut ids = Vec::new();
+    for name in objects_on_disk(bucket, "twitter/") {
+        let gz = std::fs::read(base.join(&name)).unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            ids.push(tweet_id(&v));
+        }
+    }
+    ids
+}
+
+fn generated_ids(n: usize) -> BTreeSet<String> {
+    tweets(0, n)
+        .iter()
+        .map(|r| tweet_id(&values(std::slice::from_ref(r))[0]))
+        .collect()
+}
+
+#[test]
+fn kafka_to_gcs_to_bigquery_pipeline_commits_only_loaded_records() {
+    const N: usize = 1200;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("gcs-topic-"), unique("gcs-group-"));
+    let (bucket, table) = (unique("sluice-pipe-"), unique("pipe_"));
+    produce(dir.path(), &topic, N);
+    let bq = bq_config("sluice_pipe", &table);
+    let p = to_gcs_toml(
+        dir.path(),
+        &topic,
+        &group,
+        &bucket,
+        (&services().bq, "sluice_pipe", &table),
+        "200ms",
+    );
+    let host = Host::spawn(&p, &dir.path().join("run.log"));
+    let rt = rt();
+    let loader = rt.block_on(BigQueryLoader::open(bq)).unwrap();
+    wait_until("every row in BigQuery", Duration::from_secs(120), || {
+        rt.block_on(table_counts(&loader, &table)).0 >= N as u64
+    });
+    wait_until("the offsets committed", Duration::from_secs(30), || {
+        committed(&group, &topic) == N as i64
+    });
+    host.interrupt();
+    assert_eq!(
+        rt.block_on(table_counts(&loader, &table)),
+        (N as u64, N as u64)
+    );
+
+    // Objects: rotated by size, named after partition and offsets, every tweet once.
+    let names = objects_on_disk(&bucket, "twitter/");
+    for partition in 0..2 {
+        let stream = format!("/{topic}-{partition}-");
+        let n = names.iter().filter(|n| n.contains(&stream)).count();
+        assert!(n >= 2, "partition {partition} rotated: {names:?}");
+    }
+    let ids = ids_in_objects(&bucket);
+    assert_eq!(ids.len(), N);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), generated_ids(N));
+
+    // Pruned away, and added by enrich, as BigQuery columns.
+    let fields = rt.block_on(async {
+        let l = BigQueryLoader::open(bq_config("sluice_pipe", &table))
+            .await
+            .unwrap();
+        let t = format!("`{}.sluice_pipe.{table}`", services().project);
+        let rows = l
+            .query(&format!(
+                "SELECT COUNT(*) FROM {t} WHERE sluice.shape IS NOT NULL AND _timestamp IS NOT NULL"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(count(&rows, 0), N as u64, "enriched fields present");
+        columns(&l).await
+    });
+    for gone in ["entities", "retweeted_status", "place"] {
+        assert!(
+            !fields.contains(&gone.to_string()),
+            "{gone} pruned: {fields:?}"
+        );
+    }
+    let dead = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap_or_default();
+    assert_eq!(dead.lines().count(), 0, "{dead}");
+}
+
+/// Top-level column names of the table.
+async fn columns(l: &BigQueryLoader) -> Vec<String> {
+    let c = l.config().clone();
+    let t = l
+        .client()
+        .table()
+        .get(&c.project, &c.dataset, &c.table, None)
+        .await
+        .unwrap();
+    t.schema
+        .fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.name)
+        .collect()
+}
+
+#[test]
+fn a_crash_between_load_and_commit_does_not_duplicate_rows() {
+    const N: usize = 800;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("crash-topic-"), unique("crash-group-"));
+    let (bucket, table) = (unique("sluice-pcrash-"), unique("pcrash_"));
+    produce(dir.path(), &topic, N);
+    let bq = (services().bq.as_str(), "sluice_pcrash", table.as_str());
+    let rt = rt();
+    let loader = rt
+        .block_on(BigQueryLoader::open(bq_config("sluice_pcrash", &table)))
+        .unwrap();
+
+    // First run never commits (commit_interval 1h) and is killed once everything is loaded.
+    let never = to_gcs_toml(dir.path(), &topic, &group, &bucket, bq, "1h");
+    let first = Host::spawn(&never, &dir.path().join("run1.log"));
+    wait_until("every row in BigQuery", Duration::from_secs(120), || {
+        rt.block_on(table_counts(&loader, &table)).0 >= N as u64
+    });
+    drop(first); // SIGKILL
+    assert_eq!(committed(&group, &topic), 0, "nothing was committed");
+
+    // The restart reads the topic again from the start.
+    let normal = to_gcs_toml(dir.path(), &topic, &group, &bucket, bq, "200ms");
+    let second = Host::spawn(&normal, &dir.path().join("run2.log"));
+    wait_until("the offsets committed", Duration::from_secs(60), || {
+        committed(&group, &topic) == N as i64
+    });
+    second.interrupt();
+    assert_eq!(
+        rt.block_on(table_counts(&loader, &table)),
+        (N as u64, N as u64),
+        "no duplicate rows"
+    );
+    let ids = ids_in_objects(&bucket);
+    assert_eq!(ids.len(), N, "no object written twice");
+    let log = std::fs::read_to_string(dir.path().join("run2.log")).unwrap();
+    assert!(log.contains("by an earlier run"), "{log}");
+}
+
+/// A second bqemulator that keeps its tables on disk, with its own ports, stopped on drop.
+struct OwnBigQuery {
+    env: Vec<(&'static str, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnBigQuery {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+                .to_string()
+        };
+        let env = vec![
+            ("SLUICE_STATE", dir.path().to_string_lossy().into_owned()),
+            ("BQ_PORT", port()),
+            ("BQ_GRPC_PORT", port()),
+            ("BQ_PERSIST", "1".into()),
+            (
+                "BQ_GCS_ROOT",
+                services().gcs_root.to_string_lossy().into_owned(),
+            ),
+        ];
+        OwnBigQuery { env, _dir: dir }
+    }
+    fn script(&self, cmd: &str) -> String {
+        compose("bigquery.sh", cmd, &self.env)
+    }
+    fn url(&self) -> String {
+        env_value(&self.script("env"), "BIGQUERY_V2_URL")
+    }
+}
+
+impl Drop for OwnBigQuery {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("compose/bigquery.sh"))
+            .arg("stop")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output();
+    }
+}
+
+#[test]
+fn bigquery_down_holds_the_commit_and_loads_everything_once_back() {
+    const N: usize = 600;
+    let own = OwnBigQuery::new();
+    own.script("start");
+    let url = own.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("bqdown-topic-"), unique("bqdown-group-"));
+    let (bucket, table) = (unique("sluice-bqdown-"), unique("bqdown_"));
+    produce(dir.path(), &topic, N);
+    let p = to_gcs_toml(
+        dir.path(),
+        &topic,
+        &group,
+        &bucket,
+        (&url, "sluice_bqdown", &table),
+        "200ms",
+    );
+    own.script("stop");
+    let host = Host::spawn(&p, &dir.path().join("run.log"));
+    // Objects are uploaded, but nothing is committed while their loads fail.
+    wait_until("objects uploaded", Duration::from_secs(60), || {
+        !objects_on_disk(&bucket, "twitter/").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        committed(&group, &topic),
+        0,
+        "committed while BigQuery was down"
+    );
+    own.script("start");
+    let mut c = bq_config("sluice_bqdown", &table);
+    c.endpoint = Some(url);
+    let rt = rt();
+    let loader = rt.block_on(BigQueryLoader::open(c)).unwrap();
+    wait_until("the offsets committed", Duration::from_secs(120), || {
+        committed(&group, &topic) == N as i64
+    });
+    host.interrupt();
+    assert_eq!(
+        rt.block_on(table_counts(&loader, &table)),
+        (N as u64, N as u64)
+    );
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("retrying the load"), "{log}");
 }

@@ -312,6 +312,11 @@ impl BigQueryLoader {
             .collect())
     }
 
+    /// Adds a record (as it left the chain) to the derived schema used by the next load.
+    pub fn observe(&mut self, record: &Value) {
+        self.builder.add(record);
+    }
+
     /// The table schema as this loader last knew it.
     pub fn table_schema(&self) -> Option<&[Field]> {
         self.table_fields.as_deref()

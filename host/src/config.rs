@@ -247,6 +247,13 @@ pub enum SinkConfig {
     /// Elasticsearch (or OpenSearch) `_bulk`, into daily indices, with the tweet id as `_id`;
     /// the index template is created or updated at start.
     Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
+    /// Gzip NDJSON objects in a GCS bucket, each loaded into BigQuery once finalized when
+    /// `[sinks.NAME.bigquery]` is set.
+    #[cfg(feature = "gcp")]
+    Gcs(crate::gcs::GcsConfig),
+    /// BigQuery streaming inserts (`insertAll`, tweet id as `insertId`).
+    #[cfg(feature = "gcp")]
+    Bigquery(crate::bigquery::BigQueryConfig),
 }
 
 /// `[sinks.NAME] type = "kafka"`.
@@ -503,6 +510,11 @@ impl Pipeline {
             return Err(self.error("sinks", "a pipeline needs at least one sink"));
         }
         for (name, sink) in &c.sinks {
+            #[cfg(feature = "gcp")]
+            if let SinkConfig::Gcs(g) = sink {
+                g.validate()
+                    .map_err(|e| self.error(&format!("sinks.{name}"), format!("{e:#}")))?;
+            }
             let SinkConfig::Kafka(k) = sink else { continue };
             let key = |k: &str| format!("sinks.{name}.{k}");
             self.non_empty(&key("brokers"), &k.brokers)?;

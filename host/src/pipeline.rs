@@ -3,7 +3,13 @@
 //! The source and the sinks are async tasks; the chain runs on a thread of its own because
 //! plugin calls are CPU-bound and synchronous. Queues hold at most `pipeline.queue_batches`
 //! batches, so a slow sink slows the source instead of filling memory.
+//!
+//! A batch is acknowledged to the source (a Kafka offset committed) once every sink and the
+//! dead letter hold its records durably. Most sinks do by the time `write` returns; a GCS sink
+//! holds records until their object is uploaded (and loaded), so batches wait, in order, until
+//! no sink holds any of their records.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::chain::Chain;
 use crate::config::Pipeline;
 use crate::sink::{DeadLetterSink, Sink};
-use crate::source::{Batch, Checkpoint, Source};
+use crate::source::{Batch, Checkpoint, Positions, Source};
 use crate::wasm::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
 
 /// Counters shared by the stages, read by the progress line and the summary.
@@ -79,11 +85,12 @@ pub async fn run(
     let mut source = Source::from_pipeline(pipeline)?;
     let mut sinks = Vec::new();
     for (name, sink) in &cfg.sinks {
-        let sink = Sink::open(sink, |p| pipeline.resolve(p))
+        // The stage named in dead letters of records this sink refuses.
+        let stage = Arc::<str>::from(format!("sinks.{name}"));
+        let sink = Sink::open(sink, stage.clone(), |p| pipeline.resolve(p))
             .await
             .with_context(|| format!("sink `{name}`"))?;
-        // The stage named in dead letters of records this sink refuses.
-        sinks.push((Arc::<str>::from(format!("sinks.{name}")), sink));
+        sinks.push((stage, sink));
     }
     let mut dead_letter = DeadLetterSink::open(pipeline)
         .await
@@ -93,12 +100,21 @@ pub async fn run(
     let started = Instant::now();
     let queue = cfg.pipeline.queue_batches;
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(queue);
-    let (out_tx, mut out_rx) = mpsc::channel::<(StageOutput, Checkpoint)>(queue);
-    // At most 2 * queue + 2 batches are in flight, so this channel is bounded by construction.
+    let (out_tx, mut out_rx) = mpsc::channel::<(StageOutput, Checkpoint, Positions)>(queue);
+    // Bounded by construction: at most 2 * queue + 2 batches are in flight, plus those a sink
+    // holds (a GCS object's worth).
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Checkpoint>();
 
+    // Input that cannot be re-read is numbered per run, under a name no other run uses.
+    let run_stream: Arc<str> = format!(
+        "{}-{}",
+        cfg.pipeline.name,
+        chrono::Utc::now().timestamp_millis()
+    )
+    .into();
     let source_stats = stats.clone();
     let source_task = tokio::spawn(async move {
+        let mut numbered = 0u64;
         loop {
             // Commit what the sinks have acknowledged before fetching more.
             while let Ok(checkpoint) = ack_rx.try_recv() {
@@ -108,7 +124,16 @@ pub async fn run(
                 b = source.next_batch() => b?,
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
-            let Some(batch) = batch else { break };
+            let Some(mut batch) = batch else { break };
+            if batch.positions.is_none() {
+                let len = batch.records.len() as u64;
+                batch.positions = Some(Positions::Sequence {
+                    stream: run_stream.clone(),
+                    first: numbered,
+                    len,
+                });
+                numbered += len;
+            }
             if batch.records.is_empty() {
                 source.commit(batch.checkpoint).await?;
                 continue;
@@ -134,11 +159,27 @@ pub async fn run(
         .spawn(move || {
             let oversized: Arc<str> = "host".into();
             while let Some(batch) = batch_rx.blocking_recv() {
-                let (records, too_big) = split_oversized(batch.records, max_record, &oversized);
+                let positions = batch
+                    .positions
+                    .expect("the source task numbers every batch");
+                let (records, too_big, kept) =
+                    split_oversized(batch.records, max_record, &oversized);
                 let mut out = StageOutput::default();
                 chain.process(records, &mut out);
+                // Origins index the batch as the source gave it.
+                if let Some(kept) = kept {
+                    for o in &mut out.origins {
+                        *o = kept[*o as usize];
+                    }
+                    for d in &mut out.dead {
+                        d.origin = kept[d.origin as usize];
+                    }
+                }
                 out.dead.extend(too_big);
-                if out_tx.blocking_send((out, batch.checkpoint)).is_err() {
+                if out_tx
+                    .blocking_send((out, batch.checkpoint, positions))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -156,9 +197,35 @@ pub async fn run(
         ))
     });
 
+    // Delivered batches, oldest first, with the last position of each input stream they hold;
+    // each is acknowledged once no sink still holds any of its records.
+    let mut held: VecDeque<Held> = VecDeque::new();
     let mut sink_result = anyhow::Ok(());
-    while let Some((out, checkpoint)) = out_rx.recv().await {
-        let refused = match deliver(&out, &mut sinks, &mut dead_letter).await {
+    loop {
+        // Sinks that rotate by age are woken even when no batch arrives.
+        let wake = sinks
+            .iter()
+            .filter_map(|(_, s)| s.next_deadline())
+            .min()
+            .map(tokio::time::Instant::from_std);
+        let next = tokio::select! {
+            m = out_rx.recv() => m,
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
+                for (_, sink) in sinks.iter_mut() {
+                    sink.tick().await;
+                }
+                if let Err(e) = dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await {
+                    sink_result = Err(e);
+                    break;
+                }
+                release(&mut held, &sinks, &ack_tx);
+                continue;
+            }
+        };
+        let Some((out, checkpoint, positions)) = next else {
+            break;
+        };
+        let refused = match deliver(&out, &positions, &mut sinks, &mut dead_letter).await {
             Ok(n) => n,
             Err(e) => {
                 sink_result = Err(e);
@@ -175,8 +242,34 @@ pub async fn run(
             .dead_lettered
             .fetch_add((out.dead.len() + refused) as u64, Relaxed);
         stats.batches.fetch_add(1, Relaxed);
-        // Every sink holds the batch: the source may move past it.
-        let _ = ack_tx.send(checkpoint);
+        if let Err(e) = dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await {
+            sink_result = Err(e);
+            break;
+        }
+        let streams = positions.streams();
+        let ranges = positions
+            .ranges()
+            .into_iter()
+            .map(|(s, _, last)| (streams[s].clone(), last))
+            .collect();
+        held.push_back((checkpoint, ranges));
+        release(&mut held, &sinks, &ack_tx);
+    }
+    if sink_result.is_ok() {
+        // The source is done: deliver what sinks still hold, then acknowledge the rest.
+        sink_result = async {
+            for (stage, sink) in sinks.iter_mut() {
+                sink.finish().await.with_context(|| stage.to_string())?;
+            }
+            dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await?;
+            release(&mut held, &sinks, &ack_tx);
+            anyhow::ensure!(
+                held.is_empty(),
+                "a sink still holds records after finishing"
+            );
+            Ok(())
+        }
+        .await;
     }
     drop(out_rx);
     drop(ack_tx);
@@ -205,20 +298,23 @@ pub async fn run(
     })
 }
 
-/// Records over `max` bytes never reach a plugin: they are dead-lettered by the host.
+/// Records over `max` bytes never reach a plugin: they are dead-lettered by the host. When
+/// any is, also returns the batch index of each record kept.
 fn split_oversized(
     batch: Vec<Record>,
     max: usize,
     stage: &Arc<str>,
-) -> (Vec<Record>, Vec<DeadLetter>) {
+) -> (Vec<Record>, Vec<DeadLetter>, Option<Vec<u32>>) {
     if batch.iter().all(|r| r.value.len() <= max) {
-        return (batch, Vec::new());
+        return (batch, Vec::new(), None);
     }
     let mut keep = Vec::with_capacity(batch.len());
+    let mut kept = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
     for (i, r) in batch.into_iter().enumerate() {
         if r.value.len() <= max {
             keep.push(r);
+            kept.push(i as u32);
         } else {
             dead.push(DeadLetter {
                 reason: format!(
@@ -231,7 +327,50 @@ fn split_oversized(
             });
         }
     }
-    (keep, dead)
+    (keep, dead, Some(kept))
+}
+
+/// A delivered batch's checkpoint and, per input stream, the last position it holds.
+type Held = (Checkpoint, Vec<(Arc<str>, u64)>);
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
+/// Acknowledges, in order, the delivered batches no sink holds records of any more.
+fn release(
+    held: &mut VecDeque<Held>,
+    sinks: &[(Arc<str>, Sink)],
+    ack: &mpsc::UnboundedSender<Checkpoint>,
+) {
+    while let Some((_, ranges)) = held.front() {
+        let still_held = ranges
+            .iter()
+            .any(|(stream, last)| sinks.iter().any(|(_, s)| s.holds(stream, *last)));
+        if still_held {
+            break;
+        }
+        let (checkpoint, _) = held.pop_front().expect("front exists");
+        let _ = ack.send(checkpoint);
+    }
+}
+
+/// Dead-letters what sinks gave up on after the batch that carried it (a refused load job).
+async fn dead_letter_from_sinks(
+    sinks: &mut [(Arc<str>, Sink)],
+    dead_letter: &mut DeadLetterSink,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    for (_, sink) in sinks.iter_mut() {
+        let dead = sink.take_dead();
+        if !dead.is_empty() {
+            dead_letter.write(&dead).await?;
+            // They were counted out when the sink took them.
+            stats.records_out.fetch_sub(dead.len() as u64, Relaxed);
+            stats.dead_lettered.fetch_add(dead.len() as u64, Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// Hands a batch's output to every sink and its failures to the dead letter, and returns once
@@ -239,12 +378,13 @@ fn split_oversized(
 /// sink finally refuses are dead-lettered too (stage `sinks.NAME`); returns how many.
 async fn deliver(
     out: &StageOutput,
+    positions: &Positions,
     sinks: &mut [(Arc<str>, Sink)],
     dead_letter: &mut DeadLetterSink,
 ) -> anyhow::Result<usize> {
     let mut refused = Vec::new();
     for (stage, sink) in sinks.iter_mut() {
-        let rejected = sink.write(&out.records).await?;
+        let rejected = sink.write(out, positions).await?;
         sink.flush().await?;
         refused.extend(rejected.into_iter().map(|r| DeadLetter {
             record: out.records[r.index].clone(),

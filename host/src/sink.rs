@@ -1,7 +1,13 @@
-//! Embedded sinks: NDJSON files (rotated by size), stdout and Kafka; and the dead-letter
-//! destinations.
+//! The sinks: NDJSON files (rotated by size), stdout, Kafka, Elasticsearch, GCS (+ BigQuery
+//! loads) and BigQuery streaming inserts; and the dead-letter destinations.
+//!
+//! Most sinks hold nothing once `write` and `flush` return. The GCS sink holds records across
+//! batches until their object is finalized; the pipeline asks it ([`Sink::holds`]) before it
+//! lets the source commit a batch.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -9,13 +15,18 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use crate::config::{DeadLetterConfig, Pipeline, SinkConfig};
 use crate::kafka::{KafkaDeadLetter, KafkaSink};
 use crate::record;
-use crate::wasm::{DeadLetter, Record};
+use crate::source::Positions;
+use crate::wasm::{DeadLetter, StageOutput};
 
 pub enum Sink {
     File(FileSink),
     Stdout(BufWriter<tokio::io::Stdout>),
     Kafka(KafkaSink),
     Elasticsearch(crate::elasticsearch::ElasticsearchSink),
+    #[cfg(feature = "gcp")]
+    Gcs(Box<crate::gcs::GcsDelivery>),
+    #[cfg(feature = "gcp")]
+    Bigquery(Box<crate::bigquery::BigQueryLoader>),
 }
 
 /// A record a sink finally could not deliver (after its own retries), to be dead-lettered.
@@ -27,8 +38,11 @@ pub struct Rejected {
 }
 
 impl Sink {
+    /// `stage` names the sink in its dead letters and logs (`sinks.NAME`).
+    #[cfg_attr(not(feature = "gcp"), allow(unused_variables))]
     pub async fn open(
         config: &SinkConfig,
+        stage: Arc<str>,
         resolve: impl Fn(&Path) -> PathBuf,
     ) -> anyhow::Result<Self> {
         Ok(match config {
@@ -40,13 +54,39 @@ impl Sink {
             SinkConfig::Elasticsearch(es) => {
                 Sink::Elasticsearch(crate::elasticsearch::ElasticsearchSink::connect(es).await?)
             }
+            #[cfg(feature = "gcp")]
+            SinkConfig::Gcs(g) => {
+                Sink::Gcs(Box::new(crate::gcs::GcsDelivery::open(g, stage).await?))
+            }
+            #[cfg(feature = "gcp")]
+            SinkConfig::Bigquery(bq) => {
+                anyhow::ensure!(
+                    bq.mode == crate::bigquery::Mode::Stream,
+                    "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load jobs \
+                     come from a gcs sink with `[sinks.NAME.bigquery]`"
+                );
+                Sink::Bigquery(Box::new(
+                    crate::bigquery::BigQueryLoader::open(bq.clone()).await?,
+                ))
+            }
         })
     }
 
-    /// Writes each record (files and stdout: its value as one line). Returns the records the
+    /// Writes a batch's output (files and stdout: each value as one line); `positions` says
+    /// where its input came from (`out.origins` index that input). Returns the records the
     /// sink finally refused, with reasons; an `Err` means the sink itself failed.
-    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
+    #[cfg_attr(not(feature = "gcp"), allow(unused_variables))]
+    pub async fn write(
+        &mut self,
+        out: &StageOutput,
+        positions: &Positions,
+    ) -> anyhow::Result<Vec<Rejected>> {
+        let records = &out.records;
         match self {
+            #[cfg(feature = "gcp")]
+            Sink::Gcs(g) => return g.write(out, positions).await,
+            #[cfg(feature = "gcp")]
+            Sink::Bigquery(bq) => return insert_retrying(bq, records).await,
             // Returns once the broker acknowledged or refused each record.
             Sink::Kafka(k) => return k.write(records).await,
             // Returns once Elasticsearch indexed or rejected each record.
@@ -56,10 +96,10 @@ impl Sink {
                     f.write_line(&r.value).await?;
                 }
             }
-            Sink::Stdout(out) => {
+            Sink::Stdout(stdout) => {
                 for r in records {
-                    out.write_all(&r.value).await?;
-                    out.write_all(b"\n").await?;
+                    stdout.write_all(&r.value).await?;
+                    stdout.write_all(b"\n").await?;
                 }
             }
         }
@@ -70,7 +110,80 @@ impl Sink {
         match self {
             Sink::File(f) => f.flush().await,
             Sink::Stdout(out) => Ok(out.flush().await?),
-            Sink::Kafka(_) | Sink::Elasticsearch(_) => Ok(()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the sink still holds records of input `stream` at or before position `last`.
+    #[cfg_attr(not(feature = "gcp"), allow(unused_variables))]
+    pub fn holds(&self, stream: &str, last: u64) -> bool {
+        match self {
+            #[cfg(feature = "gcp")]
+            Sink::Gcs(g) => g.holds(stream, last),
+            _ => false,
+        }
+    }
+
+    /// When the sink wants [`Sink::tick`] called (an object reaching its age limit).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            #[cfg(feature = "gcp")]
+            Sink::Gcs(g) => g.next_deadline(),
+            _ => None,
+        }
+    }
+
+    /// Time-driven work: finalizes objects that reached their age limit.
+    pub async fn tick(&mut self) {
+        #[cfg(feature = "gcp")]
+        if let Sink::Gcs(g) = self {
+            g.tick().await;
+        }
+    }
+
+    /// At shutdown: delivers everything still held.
+    pub async fn finish(&mut self) -> anyhow::Result<()> {
+        #[cfg(feature = "gcp")]
+        if let Sink::Gcs(g) = self {
+            g.finish().await;
+        }
+        self.flush().await
+    }
+
+    /// Records of earlier batches the sink gave up on (a load job BigQuery refused), to be
+    /// dead-lettered.
+    pub fn take_dead(&mut self) -> Vec<DeadLetter> {
+        match self {
+            #[cfg(feature = "gcp")]
+            Sink::Gcs(g) => g.take_dead(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Streaming inserts, retried with backoff while BigQuery is unreachable (the batch is kept
+/// and the source held back); rows BigQuery refuses are returned.
+#[cfg(feature = "gcp")]
+async fn insert_retrying(
+    bq: &mut crate::bigquery::BigQueryLoader,
+    records: &[crate::wasm::Record],
+) -> anyhow::Result<Vec<Rejected>> {
+    let mut attempt = 0u32;
+    loop {
+        match bq.insert(records).await {
+            Ok(refused) => {
+                return Ok(refused
+                    .into_iter()
+                    .map(|(index, reason)| Rejected { index, reason })
+                    .collect());
+            }
+            Err(e) => {
+                attempt += 1;
+                let wait = std::time::Duration::from_millis(500u64 << attempt.min(6))
+                    .min(std::time::Duration::from_secs(30));
+                tracing::error!("bigquery insert: {e:#}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }

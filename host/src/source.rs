@@ -1,6 +1,7 @@
 //! Embedded sources: synthetic tweets and NDJSON files.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -73,16 +74,18 @@ impl Source {
             Source::File(s) => s.next_batch().await?,
             Source::Twitter(s) => Some(s.next_batch().await?),
             Source::Kafka(s) => {
-                let (records, checkpoint) = s.next_batch().await?;
+                let (records, checkpoint, positions) = s.next_batch().await?;
                 return Ok(Some(Batch {
                     records,
                     checkpoint: Checkpoint::Kafka(checkpoint),
+                    positions: Some(positions),
                 }));
             }
         };
         Ok(records.map(|records| Batch {
             records,
             checkpoint: Checkpoint::None,
+            positions: None,
         }))
     }
 
@@ -124,6 +127,72 @@ impl TwitterStream {
 pub struct Batch {
     pub records: Vec<Record>,
     pub checkpoint: Checkpoint,
+    /// Where each record came from; `None` for sources that cannot re-read their input (the
+    /// pipeline then numbers the records itself, see [`Positions::Sequence`]).
+    pub positions: Option<Positions>,
+}
+
+/// Where a batch's records came from. Sinks that name their output after its input (GCS
+/// objects) use it so that re-reading the same input after a crash gives the same names.
+#[derive(Debug, Clone)]
+pub enum Positions {
+    /// Records `first..first + len` of one stream that cannot be re-read (generated, files,
+    /// Twitter): numbered from 0 in each run, under a stream name unique to the run.
+    Sequence {
+        stream: Arc<str>,
+        first: u64,
+        len: u64,
+    },
+    /// Kafka: per record, its topic-partition (an index into `streams`, named
+    /// `<topic>-<partition>`) and its offset.
+    Offsets {
+        streams: Vec<Arc<str>>,
+        of: Vec<(u32, u64)>,
+    },
+}
+
+impl Positions {
+    /// Whether the source re-delivers the same positions after a restart (so work already
+    /// done for them can be recognised).
+    pub fn replayable(&self) -> bool {
+        matches!(self, Positions::Offsets { .. })
+    }
+
+    pub fn streams(&self) -> &[Arc<str>] {
+        match self {
+            Positions::Sequence { stream, .. } => std::slice::from_ref(stream),
+            Positions::Offsets { streams, .. } => streams,
+        }
+    }
+
+    /// The stream (index into [`Positions::streams`]) and position of input record `i`.
+    pub fn of(&self, i: usize) -> (usize, u64) {
+        match self {
+            Positions::Sequence { first, .. } => (0, first + i as u64),
+            Positions::Offsets { of, .. } => (of[i].0 as usize, of[i].1),
+        }
+    }
+
+    /// Per stream (index into [`Positions::streams`]), the first and last position of the
+    /// batch; streams without records are left out.
+    pub fn ranges(&self) -> Vec<(usize, u64, u64)> {
+        match self {
+            Positions::Sequence { len: 0, .. } => Vec::new(),
+            Positions::Sequence { first, len, .. } => vec![(0, *first, first + len - 1)],
+            Positions::Offsets { streams, of } => {
+                let mut r: Vec<Option<(u64, u64)>> = vec![None; streams.len()];
+                for &(s, o) in of {
+                    let e = r[s as usize].get_or_insert((o, o));
+                    e.0 = e.0.min(o);
+                    e.1 = e.1.max(o);
+                }
+                r.into_iter()
+                    .enumerate()
+                    .filter_map(|(s, e)| e.map(|(a, b)| (s, a, b)))
+                    .collect()
+            }
+        }
+    }
 }
 
 /// A source's position after a batch, handed back to [`Source::commit`] once the batch is

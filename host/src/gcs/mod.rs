@@ -51,9 +51,12 @@ use bytesize::ByteSize;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use google_cloud_storage::client::Storage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::wasm::Record;
+
+mod delivery;
+pub use delivery::GcsDelivery;
 
 /// `[sinks.NAME] type = "gcs"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +170,13 @@ impl GcsConfig {
             !probe.is_empty(),
             "gcs sink: `object_name` gives empty names"
         );
+        anyhow::ensure!(
+            self.bigquery
+                .as_ref()
+                .is_none_or(|b| b.mode == crate::bigquery::Mode::Load),
+            "gcs sink: `bigquery.mode = \"stream\"` belongs to a `type = \"bigquery\"` sink; \
+             a gcs sink loads its objects"
+        );
         Ok(())
     }
 }
@@ -195,7 +205,7 @@ impl Credentials {
 }
 
 /// An object that is in the bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinishedObject {
     /// `gs://bucket/name`
     pub uri: String,
@@ -289,7 +299,7 @@ impl GcsSink {
     /// covering them came back.
     pub async fn write(
         &mut self,
-        records: &[Record],
+        records: &[&Record],
         position: &str,
     ) -> anyhow::Result<Vec<FinishedObject>> {
         let (stream, first, last) = self.parse_position(position, records.len());
@@ -317,7 +327,7 @@ impl GcsSink {
                     first_timestamp: records.first().and_then(|r| r.timestamp),
                 });
             let mut line = Vec::new();
-            for r in records {
+            for r in records.iter() {
                 let value: &[u8] = if self.config.bigquery_names {
                     line.clear();
                     bigquery_line(&r.value, &mut line);
@@ -392,6 +402,43 @@ impl GcsSink {
     /// Objects uploaded since the sink was opened.
     pub fn uploaded_objects(&self) -> u64 {
         self.uploaded
+    }
+
+    /// Writes a small object in one request (the sink's own state files).
+    pub async fn put(&self, name: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        use google_cloud_gax::retry_policy::RetryPolicyExt as _;
+        self.client
+            .write_object(&self.bucket_path, name, bytes::Bytes::from(body))
+            .set_content_type("application/json")
+            .with_idempotency(true)
+            .with_retry_policy(
+                google_cloud_storage::retry_policy::RetryableErrors
+                    .with_time_limit(self.config.retry_for),
+            )
+            .send_buffered()
+            .await
+            .map(drop)
+            .with_context(|| format!("gcs: writing gs://{}/{name}", self.config.bucket))
+    }
+
+    /// Reads a whole object; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let uri = || format!("gs://{}/{name}", self.config.bucket);
+        let mut response = match self
+            .client
+            .read_object(&self.bucket_path, name)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.http_status_code() == Some(404) => return Ok(None),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("gcs: reading {}", uri()))),
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = response.next().await {
+            body.extend_from_slice(&chunk.with_context(|| format!("gcs: reading {}", uri()))?);
+        }
+        Ok(Some(body))
     }
 
     fn parse_position(&mut self, position: &str, n: usize) -> (String, u64, u64) {

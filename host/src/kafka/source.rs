@@ -5,7 +5,7 @@
 //! checkpoints taken under an older assignment of a partition are never committed: the new
 //! owner re-reads from the last commit (duplicates are possible, loss is not).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::{client_config, set_default};
 use crate::config::{KafkaSourceConfig, StartPosition};
+use crate::source::Positions;
 use crate::wasm::{Header, Record};
 
 /// Where a batch ends, per partition: the next offset to read.
@@ -192,13 +193,16 @@ impl KafkaSource {
 
     /// Up to `batch_size` records, or what arrived within `batch_timeout` (maybe nothing: the
     /// pipeline then comes back after committing what was acknowledged meanwhile).
-    pub async fn next_batch(&mut self) -> anyhow::Result<(Vec<Record>, KafkaCheckpoint)> {
+    pub async fn next_batch(
+        &mut self,
+    ) -> anyhow::Result<(Vec<Record>, KafkaCheckpoint, Positions)> {
         // One timer and one stream per batch, not per message.
         let timeout = tokio::time::sleep(self.batch_timeout);
         tokio::pin!(timeout);
         let mut stream = self.consumer.stream();
         let mut records = Vec::new();
         let mut checkpoint = KafkaCheckpoint::default();
+        let mut of = Vec::new();
         while records.len() < self.batch_size {
             let message = tokio::select! {
                 biased;
@@ -216,21 +220,28 @@ impl KafkaSource {
                     continue;
                 }
             };
-            self.track(&mut checkpoint, &message);
+            let stream = self.track(&mut checkpoint, &message);
+            of.push((stream, message.offset().max(0) as u64));
             records.push(to_record(&message));
         }
-        Ok((records, checkpoint))
+        let streams = checkpoint
+            .offsets
+            .iter()
+            .map(|p| Arc::<str>::from(format!("{}-{}", p.topic, p.partition)))
+            .collect();
+        Ok((records, checkpoint, Positions::Offsets { streams, of }))
     }
 
-    fn track(&self, checkpoint: &mut KafkaCheckpoint, m: &BorrowedMessage<'_>) {
+    /// Notes the message in the checkpoint; returns its partition's index there.
+    fn track(&self, checkpoint: &mut KafkaCheckpoint, m: &BorrowedMessage<'_>) -> u32 {
         let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
-        if let Some(p) = checkpoint
+        if let Some(i) = checkpoint
             .offsets
-            .iter_mut()
-            .find(|p| p.partition == partition && p.topic == topic)
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic)
         {
-            p.next = next;
-            return;
+            checkpoint.offsets[i].next = next;
+            return i as u32;
         }
         // First record of this partition in the batch: note the assignment it came under.
         // A partition not (or no longer) assigned gets epoch 0, which is never committed.
@@ -248,6 +259,7 @@ impl KafkaSource {
             epoch,
             next,
         });
+        checkpoint.offsets.len() as u32 - 1
     }
 
     /// Records a delivered batch's offsets, skipping partitions reassigned since the batch

@@ -163,13 +163,16 @@ impl Plugin {
             store,
             calls: 0,
         };
-        instance.arm();
+        // Start-up (instantiation, `init`) may take longer than a batch, more so on a loaded
+        // machine, but is bounded too.
+        let startup = self.spec.timeout.max(STARTUP_TIMEOUT_FLOOR);
+        instance.arm_for(startup);
         let bindings = self
             .pre
             .instantiate(&mut instance.store)
             .map_err(|e| instance.classify(e))
             .with_context(|| format!("transform `{name}`: instantiating"))?;
-        instance.arm();
+        instance.arm_for(startup);
         bindings
             .call_init(&mut instance.store, &self.spec.config)
             .map_err(|e| instance.classify(e))
@@ -179,6 +182,9 @@ impl Plugin {
         Ok(instance)
     }
 }
+
+/// The least time instantiation plus `init` get, whatever the per-batch `timeout`.
+const STARTUP_TIMEOUT_FLOOR: Duration = Duration::from_secs(2);
 
 /// Refuses imports the pipeline did not grant, naming them, before linking.
 fn check_imports(
@@ -254,9 +260,13 @@ impl Instance {
 
     /// Sets the deadline and fuel for the next call; both are relative to "now".
     fn arm(&mut self) {
+        self.arm_for(self.plugin.spec.timeout);
+    }
+
+    fn arm_for(&mut self, timeout: Duration) {
         let spec = &self.plugin.spec;
         if self.plugin.runtime.options().deadlines {
-            let ticks = self.plugin.runtime.deadline_ticks(spec.timeout);
+            let ticks = self.plugin.runtime.deadline_ticks(timeout);
             self.store.set_epoch_deadline(ticks);
         }
         if let Some(fuel) = spec.fuel {

@@ -1,0 +1,364 @@
+//! The GCS sink inside a pipeline: records grouped by the input stream they came from, objects
+//! named after the input range they hold, each finalized object loaded into BigQuery (when
+//! `[sinks.NAME.bigquery]` is set) before its records count as delivered.
+//!
+//! # Restarts do not duplicate rows
+//!
+//! A Kafka offset is committed only after the object holding its record is uploaded and
+//! loaded, so a crash re-delivers whatever was not committed, and that can include records an
+//! uploaded (even loaded) object already holds. Objects are cut at batch boundaries, and batches
+//! need not fall the same way twice, so names alone cannot prevent duplicates. Instead, before
+//! the load job of finalized objects starts, the sink writes a small state object per stream,
+//! `_sluice/<prefix><stream>.json`, holding the last position loaded and the objects of that
+//! job. The first time a run sees a stream whose input can be re-read (Kafka partitions), it
+//! reads that file, finishes the recorded job (load job ids derive from the objects, so a job
+//! that already ran is found and not run again) and skips input at or before the recorded
+//! position. A stream that moves to another host in the same group and back is read again
+//! only when this host restarts, so run one host per group against one bucket and prefix.
+//!
+//! # Failures
+//!
+//! An upload or load that fails for a transient reason (service down, 5xx, rate limit) is
+//! retried with backoff until it succeeds: the records stay buffered, the source is held back
+//! through the bounded queues, and nothing is committed past them. A load job that BigQuery
+//! refuses for good (bad rows beyond `max_bad_records`, schema mismatch) dead-letters the rows
+//! of its objects, as they were written, with BigQuery's reason. With a load configured,
+//! records that are not JSON objects are dead-lettered before they reach an object.
+
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{FinishedObject, GcsConfig, GcsSink};
+use crate::bigquery::{BigQueryLoader, LoadFailed};
+use crate::sink::Rejected;
+use crate::source::Positions;
+use crate::wasm::{DeadLetter, Record, StageOutput};
+
+/// What `_sluice/<prefix><stream>.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct StreamState {
+    /// Last position of the stream that is in an uploaded object (and loaded, or dead-lettered).
+    through: u64,
+    /// The objects of the last load job, to finish it after a crash.
+    job: Vec<FinishedObject>,
+}
+
+pub struct GcsDelivery {
+    objects: GcsSink,
+    loader: Option<BigQueryLoader>,
+    /// Feed every record to the loader's schema derivation.
+    derive: bool,
+    stage: Arc<str>,
+    /// Input streams that can be re-read (Kafka partitions), by name: positions at or before
+    /// the value are already delivered by an earlier run.
+    done: HashMap<Arc<str>, Option<u64>>,
+    replayable: bool,
+    dead: Vec<DeadLetter>,
+}
+
+impl GcsDelivery {
+    pub async fn open(config: &GcsConfig, stage: Arc<str>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let loader = match &config.bigquery {
+            Some(bq) => Some(BigQueryLoader::open(bq.clone()).await?),
+            None => None,
+        };
+        let derive = loader
+            .as_ref()
+            .is_some_and(|l| l.config().schema == crate::bigquery::SchemaSetting::Derive);
+        Ok(GcsDelivery {
+            objects: GcsSink::open(config.clone()).await?,
+            loader,
+            derive,
+            stage,
+            done: HashMap::new(),
+            replayable: false,
+            dead: Vec::new(),
+        })
+    }
+
+    /// Adds a batch's output. Objects that fill up on the way are uploaded and loaded before
+    /// this returns. Returns the records refused up front (not JSON objects, with a load).
+    pub async fn write(
+        &mut self,
+        out: &StageOutput,
+        positions: &Positions,
+    ) -> anyhow::Result<Vec<Rejected>> {
+        self.replayable = positions.replayable();
+        let streams = positions.streams();
+        // Positions at or before `skip[s]` were delivered by an earlier run.
+        let mut skip = vec![None; streams.len()];
+        if self.replayable {
+            for (s, name) in streams.iter().enumerate() {
+                skip[s] = self.recovered(name).await;
+            }
+        }
+        let mut rejected = Vec::new();
+        let mut by_stream: Vec<Vec<&Record>> = vec![Vec::new(); streams.len()];
+        for (i, (r, &origin)) in out.records.iter().zip(&out.origins).enumerate() {
+            let (s, pos) = positions.of(origin as usize);
+            if skip[s].is_some_and(|done| pos <= done) {
+                continue;
+            }
+            if let Some(loader) = &mut self.loader {
+                match serde_json::from_slice::<Value>(&r.value) {
+                    Ok(v @ Value::Object(_)) => {
+                        if self.derive {
+                            loader.observe(&v);
+                        }
+                    }
+                    Ok(_) => {
+                        rejected.push(refuse(i, "not a JSON object: BigQuery loads objects"));
+                        continue;
+                    }
+                    Err(e) => {
+                        rejected.push(refuse(i, &format!("not JSON: {e}")));
+                        continue;
+                    }
+                }
+            }
+            by_stream[s].push(r);
+        }
+        let mut finished = Vec::new();
+        for (s, first, last) in positions.ranges() {
+            let first = match skip[s] {
+                Some(done) if done >= last => continue,
+                Some(done) => first.max(done + 1),
+                None => first,
+            };
+            let position = format!("{}-{first}-{last}", streams[s]);
+            match self.objects.write(&by_stream[s], &position).await {
+                Ok(done) => finished.extend(done),
+                Err(e) => finished.extend(self.retry_uploads(e).await),
+            }
+        }
+        self.complete(finished).await;
+        Ok(rejected)
+    }
+
+    /// Finalizes objects that reached `max_object_age`.
+    pub async fn tick(&mut self) {
+        let finished = match self.objects.flush_expired().await {
+            Ok(done) => done,
+            Err(e) => self.retry_uploads(e).await,
+        };
+        self.complete(finished).await;
+    }
+
+    /// Finalizes every open object (at shutdown).
+    pub async fn finish(&mut self) {
+        let mut finished = Vec::new();
+        while self.objects.buffered_rows() > 0 {
+            match self.objects.flush().await {
+                Ok(done) => finished.extend(done),
+                Err(e) => finished.extend(self.retry_uploads(e).await),
+            }
+        }
+        self.complete(finished).await;
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.objects.next_deadline()
+    }
+
+    /// Whether records of `stream` at or before `last` are still held (not yet in the bucket,
+    /// or not yet loaded).
+    pub fn holds(&self, stream: &str, last: u64) -> bool {
+        self.objects
+            .buffered_from(stream)
+            .is_some_and(|first| first <= last)
+    }
+
+    /// Records of earlier batches that could not be delivered, with the reason.
+    pub fn take_dead(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Uploads failed after the client's own retries: the records are buffered, so try again
+    /// (with backoff) until the service takes them.
+    async fn retry_uploads(&mut self, first_error: anyhow::Error) -> Vec<FinishedObject> {
+        let mut error = first_error;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let wait = backoff(attempt);
+            tracing::error!(
+                "{}: {error:#}; {} records kept, retrying in {wait:?}",
+                self.stage,
+                self.objects.buffered_rows()
+            );
+            tokio::time::sleep(wait).await;
+            match self.objects.flush_expired().await {
+                Ok(done) => return done,
+                Err(e) => error = e,
+            }
+        }
+    }
+
+    /// Records the objects in each stream's state, then loads them.
+    async fn complete(&mut self, finished: Vec<FinishedObject>) {
+        if finished.is_empty() {
+            return;
+        }
+        if self.replayable {
+            let mut through: HashMap<&str, u64> = HashMap::new();
+            for o in &finished {
+                let t = through.entry(o.stream.as_str()).or_insert(o.last);
+                *t = (*t).max(o.last);
+            }
+            for (stream, last) in through {
+                let state = StreamState {
+                    through: last,
+                    job: finished.clone(),
+                };
+                let body = serde_json::to_vec(&state).expect("state serialises");
+                let name = self.state_name(stream);
+                let mut attempt = 0;
+                while let Err(e) = self.objects.put(&name, body.clone()).await {
+                    attempt += 1;
+                    tracing::error!("{}: {e:#}; retrying", self.stage);
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        self.load(&finished).await;
+    }
+
+    /// Runs the load job until it succeeds, or dead-letters the objects' rows when BigQuery
+    /// refuses them for good.
+    async fn load(&mut self, objects: &[FinishedObject]) {
+        let Some(loader) = self.loader.as_mut() else {
+            return;
+        };
+        let mut attempt = 0;
+        loop {
+            match loader.load(objects, &[]).await {
+                Ok(report) => {
+                    tracing::info!(
+                        job = %report.job_id,
+                        rows = report.rows,
+                        deduplicated = report.deduplicated,
+                        elapsed = ?report.elapsed,
+                        "{}: loaded {} object(s)",
+                        self.stage,
+                        objects.len()
+                    );
+                    return;
+                }
+                Err(e) => {
+                    if let Some(failed) = e.downcast_ref::<LoadFailed>()
+                        && !failed.is_transient()
+                    {
+                        let reason = format!("bigquery load refused: {failed}");
+                        self.dead_letter_objects(objects, &reason).await;
+                        return;
+                    }
+                    attempt += 1;
+                    let wait = backoff(attempt);
+                    tracing::error!("{}: {e:#}; retrying the load in {wait:?}", self.stage);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn dead_letter_objects(&mut self, objects: &[FinishedObject], reason: &str) {
+        for o in objects {
+            let body = loop {
+                match self.objects.get(&o.name).await {
+                    Ok(Some(b)) => break b,
+                    Ok(None) => {
+                        tracing::error!("{}: {} vanished; {} rows lost", self.stage, o.uri, o.rows);
+                        break Vec::new();
+                    }
+                    Err(e) => {
+                        tracing::error!("{}: {e:#}; retrying", self.stage);
+                        tokio::time::sleep(backoff(1)).await;
+                    }
+                }
+            };
+            let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(&body[..]));
+            for line in reader.split(b'\n') {
+                let value = match line {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!("{}: {} is not valid gzip: {e}", self.stage, o.uri);
+                        break;
+                    }
+                };
+                self.dead.push(DeadLetter {
+                    record: Record {
+                        key: None,
+                        value,
+                        headers: Vec::new(),
+                        timestamp: None,
+                    },
+                    stage: self.stage.clone(),
+                    reason: format!("{reason} (object {})", o.uri),
+                    origin: 0,
+                });
+            }
+        }
+    }
+
+    /// The position a stream was delivered through by an earlier run (read once per run),
+    /// after finishing that run's last load job.
+    async fn recovered(&mut self, stream: &Arc<str>) -> Option<u64> {
+        if let Some(done) = self.done.get(stream) {
+            return *done;
+        }
+        let name = self.state_name(stream);
+        let mut attempt = 0;
+        let state = loop {
+            match self.objects.get(&name).await.and_then(|b| {
+                b.map(|b| {
+                    serde_json::from_slice::<StreamState>(&b)
+                        .with_context(|| format!("gcs: {name} is not a Sluice stream state"))
+                })
+                .transpose()
+            }) {
+                Ok(s) => break s,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::error!("{}: {e:#}; retrying", self.stage);
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        };
+        let through = match state {
+            Some(state) => {
+                tracing::info!(
+                    "{}: {stream} was delivered through position {} by an earlier run",
+                    self.stage,
+                    state.through
+                );
+                self.load(&state.job).await;
+                Some(state.through)
+            }
+            None => None,
+        };
+        self.done.insert(stream.clone(), through);
+        through
+    }
+
+    fn state_name(&self, stream: &str) -> String {
+        format!("_sluice/{}{stream}.json", self.objects.config().prefix)
+    }
+}
+
+fn refuse(index: usize, reason: &str) -> Rejected {
+    Rejected {
+        index,
+        reason: reason.to_string(),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30))
+}
