@@ -106,3 +106,5 @@ pub fn fixture(name: &str) -> Vec<u8> {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+pub mod http;
