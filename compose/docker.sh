@@ -201,7 +201,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # docker build of $BUILD_DIR/$1 (Dockerfile + scripts, artifacts in ctx/) as IMAGE, unless current.
 build_dir_image() {
-  local name="$1" image="$2" dir="$BUILD_DIR/$1" recipe t0=$SECONDS
+  local image="$2" dir="$BUILD_DIR/$1" recipe t0=$SECONDS
   recipe="$(recipe_of "$dir")"
   if image_current "$image" "$recipe"; then
     log "$image is up to date"
@@ -419,7 +419,7 @@ EOF
 build_twitter_sim() {
   local bin src
   # The sources' hash is part of the recipe, so a changed simulator is rebuilt.
-  src="$(cd "$REPO" && { git ls-files -s tests/twitter-sim Cargo.lock 2>/dev/null; git diff HEAD -- tests/twitter-sim 2>/dev/null; } | sha256sum | cut -c1-16)"
+  src="$(cd "$REPO" && { git ls-files -s tests/twitter-sim 2>/dev/null; git diff HEAD -- tests/twitter-sim 2>/dev/null; } | sha256sum | cut -c1-16)"
   new_build_dir twitter-sim <<EOF
 FROM $IMG_BASE
 COPY twitter-sim /usr/local/bin/twitter-sim
