@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# CI hook for the testcontainers suite (tests/containers.rs): starts dockerd (installing docker.io
+# if needed), builds the service images that are missing or out of date, and prints the
+# environment the suite needs as `export` lines, SLUICE_REQUIRE_DOCKER=1 included, so that a
+# suite that cannot reach Docker fails instead of skipping. In .ci/run, before the tests:
+#
+#   eval "$(bash compose/docker-ci.sh)"
+#
+# Everything it does goes to stderr with timings; only the export lines go to stdout. Cold (no
+# images): about 4 minutes here; warm: a few seconds. dockerd keeps running afterwards
+# (`bash compose/docker.sh stop` stops it; the images stay cached in ~/.cache/sluice/docker).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+t0=$SECONDS
+bash "$HERE/docker.sh" start >&2
+bash "$HERE/docker.sh" build >&2
+bash "$HERE/docker.sh" images >&2
+printf 'docker-ci.sh: docker ready in %s s\n' "$((SECONDS - t0))" >&2
+bash "$HERE/docker.sh" env | sed 's/^/export /'
+echo "export SLUICE_REQUIRE_DOCKER=1"
