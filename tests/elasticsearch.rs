@@ -818,3 +818,118 @@ fn wide_tweets_are_dead_lettered_with_the_reason_unless_pruned() {
     assert_eq!(count(&url, &format!("{prefix}-*")), 300);
     cleanup(&url, &prefix);
 }
+
+/// Runs `toml` (a Kafka-sourced pipeline that also writes `lines` to a file) until the file
+/// holds `n` lines, then stops it.
+fn run_until_lines(toml: &str, dir: &Path, lines: &Path, n: usize) {
+    let file = dir.join(format!("p{}.toml", unique("")));
+    std::fs::write(&file, toml).unwrap();
+    let p = sluice::config::Pipeline::load(&file).unwrap();
+    // Worker threads: the pipeline runs while this thread watches the file.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = rt.spawn(async move { sluice::pipeline::run(&p, Default::default(), stopped).await });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let have = std::fs::read_to_string(lines)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if have >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{have} of {n} lines");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.send(true).unwrap();
+    let summary = rt.block_on(run).unwrap().unwrap();
+    assert_eq!(summary.dead_lettered, 0, "{summary}");
+}
+
+#[test]
+fn redelivering_the_same_kafka_range_leaves_the_count_unchanged() {
+    const N: usize = 400;
+    let url = es_url();
+    let brokers = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let prefix = unique("redeliver");
+    let topic = prefix.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let produce = dir.path().join("produce.toml");
+    std::fs::write(
+        &produce,
+        format!(
+            r#"
+[source]
+type = "generate"
+count = {N}
+[sinks.k]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+[sinks.k.create_topic]
+partitions = 2
+[dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+            dead = dead.display()
+        ),
+    )
+    .unwrap();
+    let p = sluice::config::Pipeline::load(&produce).unwrap();
+    let summary = runtime()
+        .block_on(sluice::pipeline::run(
+            &p,
+            Default::default(),
+            tokio::sync::watch::channel(false).1,
+        ))
+        .unwrap();
+    assert_eq!(summary.records_out, N as u64);
+
+    // Two consumer groups read the same offsets: the second run re-delivers every record.
+    for group in ["first", "second"] {
+        let lines = dir.path().join(format!("{group}.ndjson"));
+        let toml = format!(
+            r#"
+[pipeline]
+batch_size = 100
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{prefix}-{group}"
+start = "earliest"
+[sinks.es]
+type = "elasticsearch"
+url = "{url}"
+index = "{prefix}-%{{+YYYYMMdd}}"
+[sinks.es.template]
+name = "{prefix}"
+patterns = ["{prefix}-*"]
+total_fields_limit = 5000
+[sinks.copy]
+type = "file"
+path = "{lines}"
+[dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+            lines = lines.display(),
+            dead = dead.display()
+        );
+        run_until_lines(&toml, dir.path(), &lines, N);
+        refresh(&url, &format!("{prefix}-*"));
+        assert_eq!(
+            count(&url, &format!("{prefix}-*")),
+            N as u64,
+            "after {group}"
+        );
+    }
+    assert!(!dead.exists() || std::fs::read_to_string(&dead).unwrap().is_empty());
+    cleanup(&url, &prefix);
+}
