@@ -4,8 +4,10 @@
 # environment the suite needs as `export` lines, SLUICE_REQUIRE_DOCKER=1 included, so that a
 # suite that cannot reach Docker fails instead of skipping. In .ci/run, before the tests:
 #
-#   eval "$(bash compose/docker-ci.sh)"
+#   docker_env="$(bash compose/docker-ci.sh)"; eval "$docker_env"
 #
+# (An assignment, so that `set -e` stops CI when this script fails; `eval "$(...)"` alone would
+# swallow the failure.)
 # Everything it does goes to stderr with timings; only the export lines go to stdout. Cold (no
 # images): about 4 minutes here; warm: a few seconds. dockerd keeps running afterwards
 # (`bash compose/docker.sh stop` stops it; the images stay cached in ~/.cache/sluice/docker).

@@ -715,6 +715,33 @@ topic = "twitter-dead-letter"
     )
 }
 
+/// The part the seed's consumer hops share: pipeline `twitter-log-to-NAME`, chain [prune,
+/// enrich], topic `twitter` as group `twitter_log_to_NAME`, dead letters to `twitter-dead-letter`.
+fn consumer_head(brokers: &str, name: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "twitter-log-to-{name}"
+chain = ["prune", "enrich"]
+batch_size = 200
+batch_timeout = "100ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["twitter"]
+group_id = "twitter_log_to_{name}"
+start = "earliest"
+[source.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+[dead_letter]
+type = "kafka"
+brokers = "{brokers}"
+topic = "twitter-dead-letter"
+"#
+    )
+}
+
 /// Fields the seed's second hop prunes from the simulator's v2 tweets.
 const PRUNED: [&str; 3] = [
     "matching_rules",
@@ -725,22 +752,9 @@ const PRUNED: [&str; 3] = [
 /// The seed's second hop: topic `twitter` (group `twitter_log_to_es`) -> prune -> enrich ->
 /// daily indices `twitter-YYYYMMdd`; dead letters to `twitter-dead-letter`.
 fn kafka_to_es_toml(brokers: &str, es: &str) -> String {
+    let name = "es";
     format!(
-        r#"
-[pipeline]
-name = "twitter-log-to-es"
-chain = ["prune", "enrich"]
-batch_size = 200
-batch_timeout = "100ms"
-[source]
-type = "kafka"
-brokers = "{brokers}"
-topics = ["twitter"]
-group_id = "twitter_log_to_es"
-start = "earliest"
-[source.properties]
-"session.timeout.ms" = 6000
-"heartbeat.interval.ms" = 500
+        r#"{head}
 [transforms.prune]
 plugin = "{prune}"
 config = {{ deny = {pruned:?}, drop_nulls = true, max_fields = 900 }}
@@ -760,11 +774,8 @@ name = "sluice-twitter"
 patterns = ["twitter-*"]
 replicas = 0
 total_fields_limit = 2000
-[dead_letter]
-type = "kafka"
-brokers = "{brokers}"
-topic = "twitter-dead-letter"
 "#,
+        head = consumer_head(brokers, name),
         prune = plugin_path("field_prune"),
         enrich = plugin_path("enrich"),
         pruned = PRUNED,
@@ -775,22 +786,9 @@ topic = "twitter-dead-letter"
 /// enrich -> gzip NDJSON objects in GCS, each loaded into BigQuery `twitter.tweets` (schema
 /// derived by the host); dead letters to `twitter-dead-letter`.
 fn kafka_to_gcs_toml(brokers: &str, lake: &Emulators) -> String {
+    let name = "gcs";
     format!(
-        r#"
-[pipeline]
-name = "twitter-log-to-gcs"
-chain = ["prune", "enrich"]
-batch_size = 200
-batch_timeout = "100ms"
-[source]
-type = "kafka"
-brokers = "{brokers}"
-topics = ["twitter"]
-group_id = "twitter_log_to_gcs"
-start = "earliest"
-[source.properties]
-"session.timeout.ms" = 6000
-"heartbeat.interval.ms" = 500
+        r#"{head}
 [transforms.prune]
 plugin = "{prune}"
 config = {{ allow = {allowed:?} }}
@@ -812,11 +810,8 @@ project = "{BQ_PROJECT}"
 dataset = "twitter"
 table = "tweets"
 partition_by_day = "_timestamp"
-[dead_letter]
-type = "kafka"
-brokers = "{brokers}"
-topic = "twitter-dead-letter"
 "#,
+        head = consumer_head(brokers, name),
         prune = plugin_path("field_prune"),
         enrich = plugin_path("enrich"),
         allowed = GCS_ALLOWED,
