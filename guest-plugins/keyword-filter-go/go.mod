@@ -1,0 +1,3 @@
+module sluice.dev/keyword-filter-go
+
+go 1.24
