@@ -17,6 +17,7 @@ pub mod json_key;
 pub mod kafka;
 pub mod pipeline;
 pub mod record;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod twitter;

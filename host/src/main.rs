@@ -64,6 +64,17 @@ enum PluginCommand {
     /// Run one plugin (or a chain, in order) over NDJSON on stdin; print one JSON line per
     /// input line: the records it became, or that it was dropped or dead-lettered and why.
     Run(PluginRun),
+    /// Create a new plugin from a template that builds as it is: `build.sh`, a copy of the WIT
+    /// world, and a README on building, trying and pinning it.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        #[arg(long, value_enum)]
+        lang: sluice::scaffold::Lang,
+        /// Where to create the plugin's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -127,6 +138,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             schema_bigquery(&pipeline, sample)
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
+        Command::Plugin(PluginCommand::New { name, lang, dir }) => {
+            let root = sluice::scaffold::new_plugin(&name, lang, &dir)?;
+            print!("{}", sluice::scaffold::next_steps(lang, &name, &root));
+            Ok(())
+        }
     }
 }
 
