@@ -9,7 +9,7 @@
 # (An assignment, so that `set -e` stops CI when this script fails; `eval "$(...)"` alone would
 # swallow the failure.)
 # Everything it does goes to stderr with timings; only the export lines go to stdout. Cold (no
-# images): about 4 minutes here; warm: a few seconds. dockerd keeps running afterwards
+# images, native caches filled): 4 to 6 minutes here; warm: 2 s. dockerd keeps running afterwards
 # (`bash compose/docker.sh stop` stops it; the images stay cached in ~/.cache/sluice/docker).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
