@@ -66,20 +66,40 @@ var adapterArena [256 << 10]byte
 //go:wasmexport sluice_adapter_arena
 func adapterArenaAddr() uint32 { return addr(unsafe.Pointer(&adapterArena[0])) }
 
-// The allocator the host uses for the exports' arguments.
-//
+// The allocator the host uses for the exports' arguments. It runs while the component may not
+// call out (the host is lowering arguments), so it must not touch the Go heap: an allocation
+// there can start a collection, which reads the clock through WASI, and wasmtime then traps
+// with "cannot leave component instance". It bump-allocates from a static arena instead, which
+// every export call empties on return; only what does not fit comes from the heap.
+var argArena [8 << 20]byte
+var argUsed uint32
+
 //go:wasmexport cabi_realloc
 func cabiRealloc(oldPtr, oldSize, align, newSize uint32) uint32 {
 	if newSize == 0 {
 		return align
 	}
-	words := make([]uint64, (newSize+7)/8)
-	hostAllocs = append(hostAllocs, words)
-	p := addr(unsafe.Pointer(unsafe.SliceData(words)))
+	base := addr(unsafe.Pointer(&argArena[0]))
+	start := (base + argUsed + align - 1) &^ (align - 1)
+	var p uint32
+	if end := start + newSize - base; end <= uint32(len(argArena)) {
+		argUsed = end
+		p = start
+	} else {
+		words := make([]uint64, (newSize+7)/8)
+		hostAllocs = append(hostAllocs, words)
+		p = addr(unsafe.Pointer(unsafe.SliceData(words)))
+	}
 	if oldPtr != 0 && oldSize != 0 {
 		copy(mem(p, newSize), mem(oldPtr, min(oldSize, newSize)))
 	}
 	return p
+}
+
+// releaseArgs forgets the current call's arguments.
+func releaseArgs() {
+	argUsed = 0
+	hostAllocs = hostAllocs[:0]
 }
 
 var le = binary.LittleEndian
@@ -102,7 +122,7 @@ func exportInit(ptr, length uint32) uint32 {
 		e := b[i*16:]
 		pairs[i] = [2]string{str(le.Uint32(e), le.Uint32(e[4:])), str(le.Uint32(e[8:]), le.Uint32(e[12:]))}
 	}
-	hostAllocs = hostAllocs[:0]
+	releaseArgs()
 	ret := retPtr()
 	clear(ret)
 	if err := initTransform(pairs); err != nil {
@@ -145,7 +165,7 @@ func exportProcess(ptr, length uint32) uint32 {
 			le.PutUint32(o[12:], uint32(len(payload)))
 		}
 	}
-	hostAllocs = hostAllocs[:0]
+	releaseArgs()
 	ret := retPtr()
 	le.PutUint32(ret[0:], pin(out))
 	le.PutUint32(ret[4:], length)
