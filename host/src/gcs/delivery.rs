@@ -13,8 +13,9 @@
 //! job. The first time a run sees a stream whose input can be re-read (Kafka partitions), it
 //! reads that file, finishes the recorded job (load job ids derive from the objects, so a job
 //! that already ran is found and not run again) and skips input at or before the recorded
-//! position. A stream that moves to another host in the same group and back is read again
-//! only when this host restarts, so run one host per group against one bucket and prefix.
+//! position. Within a run, the sink remembers the last position it took per stream, so a
+//! partition revoked and assigned again (re-read from its last commit) adds nothing twice
+//! either. Run one host per group against one bucket and prefix.
 //!
 //! # Failures
 //!
@@ -56,8 +57,10 @@ pub struct GcsDelivery {
     derive: bool,
     stage: Arc<str>,
     /// Input streams that can be re-read (Kafka partitions), by name: positions at or before
-    /// the value are already delivered by an earlier run.
-    done: HashMap<Arc<str>, Option<u64>>,
+    /// the value are taken already, held in an object or delivered (by this run or, as the
+    /// stream's state file says, an earlier one). A partition that is revoked and assigned
+    /// again is re-read from its last commit; this is what keeps those records out a second time.
+    taken: HashMap<Arc<str>, Option<u64>>,
     replayable: bool,
     dead: Vec<DeadLetter>,
 }
@@ -77,7 +80,7 @@ impl GcsDelivery {
             loader,
             derive,
             stage,
-            done: HashMap::new(),
+            taken: HashMap::new(),
             replayable: false,
             dead: Vec::new(),
         })
@@ -92,7 +95,7 @@ impl GcsDelivery {
     ) -> anyhow::Result<Vec<Rejected>> {
         self.replayable = positions.replayable();
         let streams = positions.streams();
-        // Positions at or before `skip[s]` were delivered by an earlier run.
+        // Positions at or before `skip[s]` are held or delivered already.
         let mut skip = vec![None; streams.len()];
         if self.replayable {
             for (s, name) in streams.iter().enumerate() {
@@ -132,6 +135,9 @@ impl GcsDelivery {
                 Some(done) => first.max(done + 1),
                 None => first,
             };
+            if self.replayable {
+                self.taken.insert(streams[s].clone(), Some(last));
+            }
             let position = format!("{}-{first}-{last}", streams[s]);
             match self.objects.write(&by_stream[s], &position).await {
                 Ok(done) => finished.extend(done),
@@ -307,11 +313,11 @@ impl GcsDelivery {
         }
     }
 
-    /// The position a stream was delivered through by an earlier run (read once per run),
-    /// after finishing that run's last load job.
+    /// The last position of `stream` taken already: known in this run, or read from the
+    /// stream's state (after finishing the last load job an earlier run recorded there).
     async fn recovered(&mut self, stream: &Arc<str>) -> Option<u64> {
-        if let Some(done) = self.done.get(stream) {
-            return *done;
+        if let Some(taken) = self.taken.get(stream) {
+            return *taken;
         }
         let name = self.state_name(stream);
         let mut attempt = 0;
@@ -343,7 +349,7 @@ impl GcsDelivery {
             }
             None => None,
         };
-        self.done.insert(stream.clone(), through);
+        self.taken.insert(stream.clone(), through);
         through
     }
 
