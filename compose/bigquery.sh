@@ -160,7 +160,8 @@ cmd_start() {
   log "starting bqemulator $BQEMULATOR_VERSION on $URL (gRPC 127.0.0.1:$BQ_GRPC_PORT, project $BQ_PROJECT, gs:// -> $BQ_GCS_ROOT)"
   # BQEMU_ENABLE_FORMAT_EXTENSIONS=false: no attempt to download DuckDB's avro extension at start
   # (Avro load jobs are unsupported; NDJSON, CSV and Parquet work).
-  (HOME="$DUCKDB_HOME" BQEMU_GCS_LOCAL_ROOT="$BQ_GCS_ROOT" BQEMU_ENABLE_FORMAT_EXTENSIONS=false \
+  # Started in its state dir: DuckDB spills temporary files into the working directory.
+  (cd "$STATE_DIR" && HOME="$DUCKDB_HOME" BQEMU_GCS_LOCAL_ROOT="$BQ_GCS_ROOT" BQEMU_ENABLE_FORMAT_EXTENSIONS=false \
     PYTHONUNBUFFERED=1 \
     exec setsid "$VENV/bin/bqemulator" start --rest-host 127.0.0.1 --rest-port "$BQ_PORT" \
       --grpc-host 127.0.0.1 --grpc-port "$BQ_GRPC_PORT" --project "$BQ_PROJECT" "${mode[@]}" \

@@ -1162,9 +1162,7 @@ fn twitter_sim_to_kafka_through_the_host() {
 /// host (group `twitter_log_to_es`: prune, enrich) -> Elasticsearch `twitter-YYYYMMdd`. With
 /// `faults`, mid-stream: kill -9 of each host (restarted), the Elasticsearch container stopped
 /// for a while, the broker restarted.
-/// `strict_bigquery`: BigQuery must hold every bts tweet exactly once; otherwise at least once,
-/// with duplicates reported (see `seed_pipeline_bigquery_exactly_once_under_faults`).
-fn seed_pipeline(test: &str, faults: bool, strict_bigquery: bool) {
+fn seed_pipeline(test: &str, faults: bool) {
     let Some(_lock) = docker(test) else {
         return;
     };
@@ -1342,16 +1340,7 @@ fn seed_pipeline(test: &str, faults: bool, strict_bigquery: bool) {
         .collect();
     let bq_set: BTreeSet<String> = bq_ids.iter().cloned().collect();
     assert_same_ids(&bq_set, &kafka_ids, "BigQuery vs Kafka");
-    let duplicates = bq_ids.len() - bq_set.len();
-    if strict_bigquery {
-        assert_eq!(duplicates, 0, "BigQuery rows: once each");
-    } else if duplicates > 0 {
-        let _ = writeln!(
-            std::io::stderr(),
-            "!! KNOWN ISSUE: {duplicates} duplicate BigQuery rows after the faults (a Kafka range \
-             redelivered after the broker restart is loaded again); Elasticsearch has none"
-        );
-    }
+    assert_eq!(bq_ids.len(), bq_set.len(), "BigQuery rows: once each");
     assert!(
         rows.iter().all(|r| !r[1].is_null() && !r[2].is_null()),
         "enriched"
@@ -1412,27 +1401,14 @@ fn seed_pipeline(test: &str, faults: bool, strict_bigquery: bool) {
 
 #[test]
 fn seed_pipeline_end_to_end() {
-    seed_pipeline("seed_pipeline_end_to_end", false, true);
+    seed_pipeline("seed_pipeline_end_to_end", false);
 }
 
-/// Every assertion of the seed under faults, except that BigQuery may hold duplicates.
+/// Every assertion of the seed, BigQuery exactly once included, after kill -9 of each host,
+/// Elasticsearch stopped for a while and a broker restart.
 #[test]
 fn seed_pipeline_survives_kills_and_outages() {
-    seed_pipeline("seed_pipeline_survives_kills_and_outages", true, false);
-}
-
-/// The same, with BigQuery exactly once: fails today. After the broker restart the GCS hop's
-/// commit fails (`WaitingForCoordinator`), its partitions are revoked and reassigned, and the
-/// range from the last committed offset is read again and loaded as a new, larger object, so
-/// rows of the range already loaded appear twice (45 in one run). Run with `--ignored`.
-#[test]
-#[ignore = "known bug: duplicate BigQuery rows after a broker restart (GCS sink reloads a redelivered range)"]
-fn seed_pipeline_bigquery_exactly_once_under_faults() {
-    seed_pipeline(
-        "seed_pipeline_bigquery_exactly_once_under_faults",
-        true,
-        true,
-    );
+    seed_pipeline("seed_pipeline_survives_kills_and_outages", true);
 }
 
 /// fake-gcs-server and the BigQuery emulator on one object root: an object uploaded through the
