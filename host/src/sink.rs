@@ -179,8 +179,7 @@ async fn insert_retrying(
             }
             Err(e) => {
                 attempt += 1;
-                let wait = std::time::Duration::from_millis(500u64 << attempt.min(6))
-                    .min(std::time::Duration::from_secs(30));
+                let wait = crate::gcs::retry_backoff(attempt);
                 tracing::error!("bigquery insert: {e:#}; retrying in {wait:?}");
                 tokio::time::sleep(wait).await;
             }

@@ -29,13 +29,13 @@
 use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FinishedObject, GcsConfig, GcsSink};
+use super::{FinishedObject, GcsConfig, GcsSink, retry_backoff as backoff};
 use crate::bigquery::{BigQueryLoader, LoadFailed};
 use crate::sink::Rejected;
 use crate::source::Positions;
@@ -67,7 +67,8 @@ pub struct GcsDelivery {
 
 impl GcsDelivery {
     pub async fn open(config: &GcsConfig, stage: Arc<str>) -> anyhow::Result<Self> {
-        config.validate()?;
+        // Opened first: it validates the whole config, the `bigquery` table included.
+        let objects = GcsSink::open(config.clone()).await?;
         let loader = match &config.bigquery {
             Some(bq) => Some(BigQueryLoader::open(bq.clone()).await?),
             None => None,
@@ -76,7 +77,7 @@ impl GcsDelivery {
             .as_ref()
             .is_some_and(|l| l.config().schema == crate::bigquery::SchemaSetting::Derive);
         Ok(GcsDelivery {
-            objects: GcsSink::open(config.clone()).await?,
+            objects,
             loader,
             derive,
             stage,
@@ -363,8 +364,4 @@ fn refuse(index: usize, reason: &str) -> Rejected {
         index,
         reason: reason.to_string(),
     }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30))
 }

@@ -558,6 +558,12 @@ impl GcsSink {
     }
 }
 
+/// Wait before retry `attempt` (1, 2, ...) of a GCS or BigQuery call that is retried until the
+/// service is back: 1 s doubling to at most 30 s.
+pub(crate) fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30))
+}
+
 fn compressed_len(o: &OpenObject) -> u64 {
     o.enc.get_ref().len() as u64
 }
