@@ -15,6 +15,8 @@
 #   KAFKA_HEAP_OPTS        broker heap                     (default -Xms256m -Xmx512m)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness   (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
+#   KAFKA_EXTRA_PROPERTIES lines appended to server.properties (later keys win), e.g.
+#                          "log.retention.check.interval.ms=1000" for a retention test
 #   SLUICE_CACHE           cache root   (default ~/.cache/sluice; jars in kafka/<version>/libs)
 #   SLUICE_STATE           state root   (default ~/.local/state/sluice; broker state in kafka/)
 #   JAVA                   java binary  (default $JAVA_HOME/bin/java, else java on PATH)
@@ -192,6 +194,7 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=24
+${KAFKA_EXTRA_PROPERTIES:-}
 EOF
   cat >"$STATE_DIR/log4j2.properties" <<'EOF'
 status = warn

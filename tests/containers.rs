@@ -14,13 +14,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{build_plugins, host_bin, http, root, tempdir};
+use common::{
+    build_plugins, free_port, generate_options, generate_start, host_bin, http, root, tempdir,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -155,14 +156,6 @@ fn logs(c: &Container<GenericImage>) -> String {
     let text = String::from_utf8_lossy(&all);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `ready` every 250 ms until it holds; panics with `what` after `limit`.
@@ -952,6 +945,7 @@ type = "generate"
 count = {n}
 [source.tweets]
 seed = {seed}
+start_time = "{start}"
 [sinks.kafka]
 type = "kafka"
 brokers = "{b}"
@@ -964,6 +958,7 @@ path = "{dead}"
 "#,
             b = kafka.bootstrap,
             dead = dir.path().join("produce.dead").display(),
+            start = generate_start(),
         ),
     );
     assert_eq!(produced["records_out"], n);
@@ -1015,10 +1010,7 @@ path = "{out}.dead"
     std::thread::sleep(Duration::from_millis(500));
     consumer.stop();
 
-    let mut g = TweetGenerator::new(&GenerateOptions {
-        seed,
-        ..GenerateOptions::default()
-    });
+    let mut g = TweetGenerator::new(&generate_options(seed));
     let mut buf = Vec::new();
     let want: BTreeSet<String> = (0..n)
         .map(|_| g.next_into(&mut buf).id.to_string())
@@ -1058,6 +1050,7 @@ type = "generate"
 count = {n}
 [source.tweets]
 seed = {seed}
+start_time = "{start}"
 wide_share = 0.0
 interval_ms = 120000
 [transforms.enrich]
@@ -1077,16 +1070,16 @@ path = "{dead}"
             enrich = plugin_path("enrich"),
             url = es.url,
             dead = dir.path().join("dead.ndjson").display(),
+            start = generate_start(),
         ),
     );
     assert_eq!(summary["records_out"], n, "{summary}");
     assert_eq!(summary["dead_lettered"], 0, "{summary}");
 
     let mut g = TweetGenerator::new(&GenerateOptions {
-        seed,
         wide_share: 0.0,
         interval_ms: 120_000,
-        ..GenerateOptions::default()
+        ..generate_options(seed)
     });
     let mut buf = Vec::new();
     let want: BTreeSet<String> = (0..n)

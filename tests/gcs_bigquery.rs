@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice::bigquery::{BigQueryConfig, BigQueryLoader};
 use sluice::gcs::{FinishedObject, GcsConfig, GcsSink};
-use sluice::generate::{GenerateOptions, TweetGenerator};
+use sluice::generate::TweetGenerator;
 use sluice::wasm::Record;
 
 fn root() -> PathBuf {
@@ -115,10 +115,7 @@ fn bq_config(dataset: &str, table: &str) -> BigQueryConfig {
 /// `n` generated tweets (v1.1 and v2), each with `@timestamp` as the enrich plugin adds it,
 /// starting at tweet number `skip` of the seed-7 stream.
 fn tweets(skip: usize, n: usize) -> Vec<Record> {
-    let mut g = TweetGenerator::new(&GenerateOptions {
-        seed: 7,
-        ..GenerateOptions::default()
-    });
+    let mut g = TweetGenerator::new(&common::generate_options(7));
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(n);
     for i in 0..skip + n {
@@ -246,9 +243,13 @@ fn tweets_to_gcs_objects_to_bigquery() {
         let gcs_elapsed = started.elapsed();
         assert_eq!(objects.len(), 1);
         let o = &objects[0];
+        let day = chrono::DateTime::from_timestamp_millis(records[0].timestamp.unwrap()).unwrap();
         assert_eq!(
             o.name,
-            "twitter/dt=2026-11-26/twitter-0-00000000000000001000-00000000000000003999.ndjson.gz"
+            format!(
+                "twitter/dt={}/twitter-0-00000000000000001000-00000000000000003999.ndjson.gz",
+                day.format("%Y-%m-%d")
+            )
         );
         assert_eq!((o.rows, o.first, o.last), (3000, 1000, 3999));
         // Decompress what the emulator stored and compare ids, in order.
@@ -699,19 +700,20 @@ type = "generate"
 count = {count}
 [source.tweets]
 seed = 7
+start_time = "{start}"
 [sinks.kafka]
 type = "kafka"
 brokers = "{brokers}"
 topic = "{topic}"
 [sinks.kafka.create_topic]
 partitions = 2
-configs = {{ "message.timestamp.type" = "LogAppendTime" }}
 [dead_letter]
 type = "file"
 path = "{dead}"
 "#,
             brokers = kafka(),
             dead = dir.join("produce.dead").display(),
+            start = common::generate_start(),
         ),
     )
     .unwrap();

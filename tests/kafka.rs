@@ -130,10 +130,7 @@ fn tweet_id(doc: &Value) -> Option<String> {
 
 /// Ids of the tweets a `generate` source with `seed` and `count` produces.
 fn generated_ids(seed: u64, count: usize) -> Vec<String> {
-    let mut g = TweetGenerator::new(&GenerateOptions {
-        seed,
-        ..GenerateOptions::default()
-    });
+    let mut g = TweetGenerator::new(&generate_options(seed));
     let mut buf = Vec::new();
     (0..count)
         .map(|_| g.next_into(&mut buf).id.to_string())
@@ -196,20 +193,20 @@ count = {count}
 {extra}
 [source.tweets]
 seed = {seed}
+start_time = "{start}"
 [sinks.kafka]
 type = "kafka"
 brokers = "{brokers}"
 topic = "{topic}"
 acks = "all"
 compression = "zstd"
-# Generated tweets carry fixed dates: broker time keeps time-based retention out of the test.
 [sinks.kafka.create_topic]
 partitions = 3
-configs = {{ "message.timestamp.type" = "LogAppendTime" }}
 [dead_letter]
 type = "file"
 path = "dead.ndjson"
-"#
+"#,
+        start = generate_start(),
     )
 }
 
@@ -429,12 +426,14 @@ struct OwnBroker {
 }
 
 impl OwnBroker {
-    fn start(state: &Path) -> (Self, String) {
-        let port = 19000 + (std::process::id() % 400) as u16 * 2;
+    /// Starts it with `extra` lines appended to its `server.properties`; returns its address.
+    fn start(state: &Path, extra: &str) -> (Self, String) {
+        let port = free_port();
         let b = OwnBroker {
             env: vec![
                 ("KAFKA_PORT", port.to_string()),
-                ("KAFKA_CONTROLLER_PORT", (port + 1).to_string()),
+                ("KAFKA_CONTROLLER_PORT", free_port().to_string()),
+                ("KAFKA_EXTRA_PROPERTIES", extra.to_owned()),
                 ("SLUICE_STATE", state.display().to_string()),
             ],
         };
@@ -463,7 +462,7 @@ impl Drop for OwnBroker {
 fn broker_restart_mid_stream_loses_nothing() {
     bootstrap(); // the shared broker is not used, but its absence means a broken setup
     let dir = tempdir();
-    let (broker, brokers) = OwnBroker::start(&dir.path().join("state"));
+    let (broker, brokers) = OwnBroker::start(&dir.path().join("state"), "");
     let (topic, group) = (unique("restart"), unique("restart-group"));
     let n = 3000;
     let want: BTreeSet<String> = generated_ids(13, n).into_iter().collect();
@@ -508,6 +507,133 @@ fn broker_restart_mid_stream_loses_nothing() {
     let got = wait_for_all(&[&out], &want, Duration::from_secs(120));
     stop_host(consumer.0.take().unwrap());
     assert!(got.len() >= n);
+}
+
+/// A replay of old tweets must not be handed to the broker's retention. Tweets dated 2018 go
+/// generate -> Kafka -> file through a broker that keeps 24 hours and checks retention every
+/// second. Stamped with the produce time (the default) every id arrives, its event time in the
+/// `sluice.event_time` header and back as the record timestamp on the consuming side. The same
+/// tweets stamped with their event time (`timestamp = "event"`, the old behaviour) are deleted
+/// by the broker: that is what this test would see if the default regressed.
+#[test]
+fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
+    bootstrap(); // the shared broker is not used, but its absence means a broken setup
+    let dir = tempdir();
+    let (_broker, brokers) = OwnBroker::start(
+        &dir.path().join("state"),
+        "log.retention.check.interval.ms=1000",
+    );
+    let (n, seed, start) = (1500, 17, "2018-10-10T20:19:24Z");
+    let mut g = TweetGenerator::new(&GenerateOptions {
+        seed,
+        start_time: start.into(),
+        ..GenerateOptions::default()
+    });
+    let mut buf = Vec::new();
+    let created: HashMap<String, i64> = (0..n)
+        .map(|_| {
+            let t = g.next_into(&mut buf);
+            (t.id.to_string(), t.created_at_ms)
+        })
+        .collect();
+    let want: BTreeSet<String> = created.keys().cloned().collect();
+
+    let (kept, event) = (unique("old-default"), unique("old-event"));
+    for (topic, timestamp) in [(&kept, ""), (&event, "timestamp = \"event\"")] {
+        let p = write_pipeline(
+            dir.path(),
+            &format!("{topic}.toml"),
+            &format!(
+                r#"
+[pipeline]
+batch_size = 200
+[source]
+type = "generate"
+count = {n}
+[source.tweets]
+seed = {seed}
+start_time = "{start}"
+[sinks.kafka]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+{timestamp}
+[sinks.kafka.create_topic]
+partitions = 3
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#
+            ),
+        );
+        let s = run_host(&p);
+        assert_eq!(s["records_out"], n, "{topic}: {s}");
+    }
+
+    // The event-stamped topic empties: the retention pass ran over both topics.
+    let reader: BaseConsumer = consumer_config(&brokers).create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left: i64 = (0..3)
+            .map(|p| {
+                let (lo, hi) = reader
+                    .fetch_watermarks(&event, p, Duration::from_secs(10))
+                    .unwrap();
+                hi - lo
+            })
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention did not delete the event-stamped tweets ({left} left)"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // On the wire: stamped when produced, the event time in the header.
+    for (key, _, headers) in read_topic(&brokers, &kept, n) {
+        let id = String::from_utf8(key.expect("keyed by tweet id")).unwrap();
+        assert_eq!(
+            headers.get("sluice.event_time"),
+            Some(&created[&id].to_string()),
+            "{id}"
+        );
+    }
+
+    // Through a host: every id arrives.
+    let out = dir.path().join("out.ndjson");
+    let consume = write_pipeline(
+        dir.path(),
+        "consume.toml",
+        &consumer_toml(&brokers, &kept, &unique("old-group"), &out, ""),
+    );
+    let mut consumer = Running(Some(spawn_host(&consume, &dir.path().join("c.log"))));
+    wait_for_all(&[&out], &want, Duration::from_secs(120));
+    stop_host(consumer.0.take().unwrap());
+
+    // The source gives the records their event time back, and only as the timestamp.
+    let config: sluice::config::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
+        "brokers": brokers, "topics": [kept], "group_id": unique("old-source"),
+    }))
+    .unwrap();
+    let records = block_on(async {
+        let mut source =
+            sluice::kafka::KafkaSource::new(&config, 500, Duration::from_millis(200)).unwrap();
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while records.len() < n && Instant::now() < deadline {
+            records.extend(source.next_batch().await.unwrap().0);
+        }
+        records
+    });
+    assert_eq!(records.len(), n);
+    for r in &records {
+        let id = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        assert_eq!(r.timestamp, Some(created[&id]), "{id}");
+        assert!(r.headers.iter().all(|h| h.key != "sluice.event_time"));
+    }
 }
 
 /// Partitions in the host's last "partitions assigned" log line, if it had one.
@@ -807,6 +933,11 @@ fn kafka_config_errors_name_the_key_and_the_file() {
     );
     let err = check(&format!("{sink}compression = \"brotli\"\n"));
     assert!(err.contains("bad.toml") && err.contains("sinks.k"), "{err}");
+    let err = check(&format!("{sink}timestamp = \"created_at\"\n"));
+    assert!(
+        err.contains("bad.toml") && err.contains("sinks.k") && err.contains("event"),
+        "{err}"
+    );
     let err = check(&format!("{sink}[sinks.k.create_topic]\npartitions = 0\n"));
     assert!(err.contains("`sinks.k.create_topic.partitions`"), "{err}");
     let source = "[source]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n[sinks.o]\ntype = \"stdout\"\n";

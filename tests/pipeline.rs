@@ -47,6 +47,7 @@ fn example_pipeline_accounts_for_every_record() {
         &["run", "pipeline.toml", "--json-summary", "--quiet"],
         &[
             ("SLUICE_SOURCE__COUNT", &n.to_string()),
+            ("SLUICE_SOURCE__TWEETS__START_TIME", generate_start()),
             ("SLUICE_SINKS__OUT__PATH", out.to_str().unwrap()),
             ("SLUICE_DEAD_LETTER__PATH", dead.to_str().unwrap()),
         ],
@@ -61,11 +62,10 @@ fn example_pipeline_accounts_for_every_record() {
 
     // Ground truth from the generator with the same options as pipeline.toml.
     let opts = GenerateOptions {
-        seed: 42,
         bts_share: 0.3,
         v2_share: 0.5,
         wide_share: 0.02,
-        ..GenerateOptions::default()
+        ..generate_options(42)
     };
     let mut generator = TweetGenerator::new(&opts);
     let mut buf = Vec::new();

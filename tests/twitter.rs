@@ -132,10 +132,7 @@ async fn tweets_flow_with_matching_rules() {
             "author expansion present"
         );
         assert!(v["data"]["created_at"].is_string(), "created_at requested");
-        assert_eq!(
-            r.timestamp,
-            twitter_sim::created_at_ms(key(r).parse().unwrap())
-        );
+        assert_eq!(r.timestamp, sim.created_at_ms(key(r).parse().unwrap()));
         let tags = header(r, MATCHING_RULES_HEADER).expect("matching rules header");
         let text = v["data"]["text"].as_str().unwrap().to_lowercase();
         for tag in tags.split(',') {

@@ -279,6 +279,24 @@ pub struct KafkaSinkConfig {
     pub properties: BTreeMap<String, ConfigValue>,
     /// Create the topic at start if it does not exist.
     pub create_topic: Option<CreateTopic>,
+    /// Which time stamps each message: when it is produced (default) or the record's event
+    /// time. The event time always travels in the `sluice.event_time` header.
+    #[serde(default)]
+    pub timestamp: MessageTimestamp,
+}
+
+/// `timestamp` of a Kafka sink.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageTimestamp {
+    /// The produce time. A broker's time-based retention counts from the message timestamp,
+    /// so this is the only safe choice for records dated in the past (replays, backfills).
+    #[default]
+    Now,
+    /// The record's event time (e.g. the tweet's `created_at`): a record older than the
+    /// topic's `retention.ms` is deleted by the broker's next retention pass, acknowledged or
+    /// not, and one outside `message.timestamp.{before,after}.max.ms` is refused.
+    Event,
 }
 
 fn default_acks() -> ConfigValue {

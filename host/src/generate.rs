@@ -8,8 +8,10 @@
 //!   ones, a full `user` object, `entities`, `retweeted_status`, `quoted_status`, …).
 //! * **v2 filtered-stream payload** — `{"data": …, "includes": …, "matching_rules": […]}`.
 //!
-//! The output depends only on [`GenerateOptions`]: the same options always produce the same byte
-//! sequence (the randomness comes from a ChaCha8 stream seeded with `seed`).
+//! The output depends only on [`GenerateOptions`]: the same options with a fixed `start_time`
+//! always produce the same byte sequence (the randomness comes from a ChaCha8 stream seeded with
+//! `seed`). The default `start_time` is `"now"`, the moment the generator is created, so that
+//! generated tweets are recent whatever the date: a reproducible run names a fixed time.
 //!
 //! Ground truth for keyword filters: [`Generated::mentions_bts`] is `true` exactly when the tweet's
 //! text contains "bts" as a whole word (case-insensitively). Tweets that do not mention BTS contain
@@ -40,7 +42,8 @@ pub struct GenerateOptions {
     pub quote_share: f64,
     /// Share of "very wide" tweets with well over 1000 distinct field paths.
     pub wide_share: f64,
-    /// RFC 3339 timestamp: `created_at` of the first tweet.
+    /// `created_at` of the first tweet: an RFC 3339 timestamp, or `"now"` (the default: the
+    /// moment the generator is created, to the second).
     pub start_time: String,
     /// `created_at` advances by this many milliseconds per tweet.
     pub interval_ms: u64,
@@ -55,14 +58,14 @@ impl Default for GenerateOptions {
             retweet_share: 0.3,
             quote_share: 0.15,
             wide_share: 0.0,
-            start_time: "2026-11-26T00:00:00Z".to_string(),
+            start_time: NOW.to_string(),
             interval_ms: 250,
         }
     }
 }
 
 impl GenerateOptions {
-    /// Checks that every share lies in `0.0..=1.0` and that `start_time` is RFC 3339.
+    /// Checks that every share lies in `0.0..=1.0` and that `start_time` is RFC 3339 or `now`.
     /// The error message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         let shares = [
@@ -81,8 +84,8 @@ impl GenerateOptions {
         }
         parse_start_ms(&self.start_time).map_err(|e| {
             format!(
-                "generate option `start_time` must be an RFC 3339 timestamp such as \
-                 \"2026-11-26T00:00:00Z\", got {:?}: {e}",
+                "generate option `start_time` must be \"now\" or an RFC 3339 timestamp such \
+                 as \"2018-10-10T20:19:24Z\", got {:?}: {e}",
                 self.start_time
             )
         })?;
@@ -90,7 +93,14 @@ impl GenerateOptions {
     }
 }
 
+/// The `start_time` that means the moment the generator is created.
+pub const NOW: &str = "now";
+
+/// `start_time` as Unix milliseconds; `now` is read from the clock, to the whole second.
 fn parse_start_ms(s: &str) -> Result<i64, chrono::ParseError> {
+    if s == NOW {
+        return Ok(Utc::now().timestamp() * 1000);
+    }
     Ok(DateTime::parse_from_rfc3339(s)?.timestamp_millis())
 }
 
@@ -1180,11 +1190,10 @@ pub struct TweetGenerator {
 
 impl TweetGenerator {
     /// Creates a generator. `opts` is assumed validated; an unparsable `start_time` falls back to
-    /// the default start.
+    /// now.
     pub fn new(opts: &GenerateOptions) -> Self {
-        let start_ms = parse_start_ms(&opts.start_time)
-            .or_else(|_| parse_start_ms(&GenerateOptions::default().start_time))
-            .unwrap_or(0);
+        let start_ms =
+            parse_start_ms(&opts.start_time).unwrap_or_else(|_| Utc::now().timestamp() * 1000);
         let mut r = Rand(ChaCha8Rng::seed_from_u64(opts.seed));
         let mut users = Vec::with_capacity(SPECIAL_USERS + POOL_USERS);
         users.extend(special_users());
@@ -2647,9 +2656,13 @@ mod tests {
     use serde_json::Value;
     use std::collections::BTreeSet;
 
+    /// A fixed start: the tests compare bytes and dates.
+    const START: &str = "2018-10-10T20:19:24Z";
+
     fn opts(seed: u64) -> GenerateOptions {
         GenerateOptions {
             seed,
+            start_time: START.into(),
             ..GenerateOptions::default()
         }
     }
@@ -2795,8 +2808,8 @@ mod tests {
         let mut buf = Vec::new();
         let info = g.next_into(&mut buf);
         let v: Value = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(v["created_at"], "Thu Nov 26 00:00:00 +0000 2026");
-        assert_eq!(info.created_at_ms, 1_795_651_200_000);
+        assert_eq!(v["created_at"], "Wed Oct 10 20:19:24 +0000 2018");
+        assert_eq!(info.created_at_ms, 1_539_202_764_000);
         let info2 = g.next_into(&mut buf);
         assert_eq!(info2.created_at_ms, info.created_at_ms + 250);
 
@@ -2806,7 +2819,19 @@ mod tests {
         });
         g.next_into(&mut buf);
         let v: Value = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(v["data"]["created_at"], "2026-11-26T00:00:00.000Z");
+        assert_eq!(v["data"]["created_at"], "2018-10-10T20:19:24.000Z");
+    }
+
+    #[test]
+    fn default_start_is_now() {
+        let before = Utc::now().timestamp() * 1000;
+        let info = TweetGenerator::new(&GenerateOptions::default()).next_into(&mut Vec::new());
+        let after = Utc::now().timestamp_millis();
+        assert!(
+            (before..=after).contains(&info.created_at_ms),
+            "{before} <= {} <= {after}",
+            info.created_at_ms
+        );
     }
 
     #[test]
@@ -3092,7 +3117,7 @@ mod tests {
         assert_eq!(o.seed, 9);
         assert_eq!(o.bts_share, 1.0);
         assert_eq!(o.interval_ms, 250);
-        assert_eq!(o.start_time, "2026-11-26T00:00:00Z");
+        assert_eq!(o.start_time, "now");
         assert!(serde_json::from_str::<GenerateOptions>(r#"{"sed": 9}"#).is_err());
     }
 

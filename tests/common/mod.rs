@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use sluice::generate::GenerateOptions;
 use sluice::wasm::{Header, Plugin, PluginSpec, Record, Runtime, RuntimeOptions};
 
 pub fn root() -> PathBuf {
@@ -101,6 +102,35 @@ pub fn record(value: &[u8]) -> Record {
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = root().join("guest-plugins/transforms/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `start_time` for every `generate` source whose tweets a test predicts with its own
+/// generator: an hour before this test binary first asked, fixed for its run, so the host and
+/// the test generate the same ids and the tweets are recent whatever the date.
+pub fn generate_start() -> &'static str {
+    static START: OnceLock<String> = OnceLock::new();
+    START.get_or_init(|| {
+        (chrono::Utc::now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    })
+}
+
+/// Generator options with `seed` and [`generate_start`], the rest default.
+pub fn generate_options(seed: u64) -> GenerateOptions {
+    GenerateOptions {
+        seed,
+        start_time: generate_start().to_owned(),
+        ..GenerateOptions::default()
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn tempdir() -> tempfile::TempDir {

@@ -4,6 +4,12 @@
 //! Delivery is at-least-once end to end: the sink returns only once the broker acknowledged
 //! every record of a batch (or reported it failed, so the pipeline can dead-letter it), and the
 //! source commits a batch's offsets only after the pipeline says every sink holds it.
+//!
+//! Messages are stamped with the time they are produced, not the record's event time, unless
+//! a sink opts in (`timestamp = "event"`): brokers delete by message timestamp, so a replay of
+//! old tweets stamped with their `created_at` would be deleted by the next retention pass. The
+//! event time travels in the [`EVENT_TIME_HEADER`] header instead, and the source turns it back
+//! into the record's timestamp.
 
 mod producer;
 mod source;
@@ -21,6 +27,10 @@ use crate::config::{ConfigValue, CreateTopic};
 
 pub use producer::{KafkaDeadLetter, KafkaSink};
 pub use source::{KafkaCheckpoint, KafkaSource};
+
+/// The record's event time (decimal Unix milliseconds) on every message a Sluice producer
+/// writes; the source takes it as the record's timestamp and drops the header.
+pub const EVENT_TIME_HEADER: &str = "sluice.event_time";
 
 /// librdkafka settings: bootstrap servers, then the user's `properties`.
 fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> ClientConfig {

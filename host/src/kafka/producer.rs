@@ -17,11 +17,11 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
-use super::{client_config, set_default};
-use crate::config::{KafkaSinkConfig, Pipeline};
+use super::{EVENT_TIME_HEADER, client_config, set_default};
+use crate::config::{KafkaSinkConfig, MessageTimestamp, Pipeline};
 use crate::json_key;
 use crate::sink::Rejected;
-use crate::wasm::{DeadLetter, Header, Record};
+use crate::wasm::{DeadLetter, Record};
 
 /// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
 /// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
@@ -111,12 +111,22 @@ impl Drop for BatchProducer {
     }
 }
 
-fn headers(headers: &[Header], extra: usize) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new_with_capacity(headers.len() + extra);
-    for h in headers {
+/// The record's headers for a message, plus its event time in [`EVENT_TIME_HEADER`] (an
+/// event-time header the record already carries is replaced, not repeated). `extra`: room for
+/// headers the caller adds.
+fn headers(r: &Record, extra: usize) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(r.headers.len() + 1 + extra);
+    for h in r.headers.iter().filter(|h| h.key != EVENT_TIME_HEADER) {
         out = out.insert(KafkaHeader {
             key: &h.key,
             value: Some(&h.value[..]),
+        });
+    }
+    if let Some(ts) = r.timestamp {
+        // librdkafka copies the value: a stack buffer, no allocation.
+        out = out.insert(KafkaHeader {
+            key: EVENT_TIME_HEADER,
+            value: Some(itoa::Buffer::new().format(ts).as_bytes()),
         });
     }
     out
@@ -128,6 +138,7 @@ pub struct KafkaSink {
     key_paths: Vec<Vec<String>>,
     /// The current record's key, reused (librdkafka copies it on send).
     key: Vec<u8>,
+    timestamp: MessageTimestamp,
 }
 
 impl KafkaSink {
@@ -141,11 +152,20 @@ impl KafkaSink {
         set_default(&mut config, "enable.idempotence", &c.idempotent.to_string());
         // Every batch is waited for anyway: a short linger fills librdkafka's batches.
         set_default(&mut config, "linger.ms", "5");
+        if c.timestamp == MessageTimestamp::Event {
+            tracing::warn!(
+                topic = %c.topic,
+                "messages are stamped with the record's event time (timestamp = \"event\"): \
+                 the broker deletes records older than the topic's retention.ms on its next \
+                 retention pass, even once acknowledged; use timestamp = \"now\" to replay old data"
+            );
+        }
         Ok(Self {
             producer: BatchProducer::new(&config)?,
             topic: c.topic.clone(),
             key_paths: json_key::parse_paths(&c.key_field),
             key: Vec::new(),
+            timestamp: c.timestamp,
         })
     }
 
@@ -161,11 +181,11 @@ impl KafkaSink {
             if let Some(k) = key {
                 m = m.key(k);
             }
-            if let Some(ts) = r.timestamp {
+            if let (MessageTimestamp::Event, Some(ts)) = (self.timestamp, r.timestamp) {
                 m = m.timestamp(ts);
             }
-            if !r.headers.is_empty() {
-                m = m.headers(headers(&r.headers, 0));
+            if !r.headers.is_empty() || r.timestamp.is_some() {
+                m = m.headers(headers(r, 0));
             }
             self.producer.send(m).await;
         }
@@ -215,7 +235,7 @@ impl KafkaDeadLetter {
     pub async fn write(&mut self, dead: &[DeadLetter]) -> anyhow::Result<()> {
         for (i, dl) in dead.iter().enumerate() {
             let r = &dl.record;
-            let mut h = headers(&r.headers, 3)
+            let mut h = headers(r, 3)
                 .insert(KafkaHeader {
                     key: "sluice.stage",
                     value: Some(dl.stage.as_bytes()),
@@ -236,9 +256,7 @@ impl KafkaDeadLetter {
             if let Some(k) = r.key.as_deref() {
                 m = m.key(k);
             }
-            if let Some(ts) = r.timestamp {
-                m = m.timestamp(ts);
-            }
+            // Produce time, always: a dead letter of an old record must outlive retention too.
             self.producer.send(m).await;
         }
         if let Some(f) = self.producer.wait().await.first() {

@@ -18,7 +18,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::{client_config, set_default};
+use super::{EVENT_TIME_HEADER, client_config, set_default};
 use crate::config::{KafkaSourceConfig, StartPosition};
 use crate::source::Positions;
 use crate::wasm::{Header, Record};
@@ -315,21 +315,50 @@ impl Drop for KafkaSource {
     }
 }
 
+/// The record of a message. Its timestamp is the event time a Sluice producer put in
+/// [`EVENT_TIME_HEADER`] (the header itself is dropped), else the message timestamp.
 fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    let mut timestamp = m.timestamp().to_millis();
+    let mut headers = Vec::new();
+    if let Some(hs) = m.headers() {
+        headers.reserve(hs.count());
+        for h in hs.iter() {
+            let value = h.value.unwrap_or_default();
+            if h.key == EVENT_TIME_HEADER
+                && let Some(ms) = parse_millis(value)
+            {
+                timestamp = Some(ms);
+                continue;
+            }
+            headers.push(Header {
+                key: h.key.to_owned(),
+                value: value.to_vec(),
+            });
+        }
+    }
     Record {
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().unwrap_or_default().to_vec(),
-        headers: m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.unwrap_or_default().to_vec(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: m.timestamp().to_millis(),
+        headers,
+        timestamp,
+    }
+}
+
+/// Decimal Unix milliseconds, as [`EVENT_TIME_HEADER`] carries them.
+fn parse_millis(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_millis;
+
+    #[test]
+    fn event_time_header_values() {
+        assert_eq!(parse_millis(b"1539202764123"), Some(1_539_202_764_123));
+        assert_eq!(parse_millis(b"-5"), Some(-5));
+        for bad in [&b""[..], b"12a", b"1.5", b"\xff", b"99999999999999999999"] {
+            assert_eq!(parse_millis(bad), None, "{bad:?}");
+        }
     }
 }

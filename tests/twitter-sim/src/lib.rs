@@ -55,8 +55,10 @@ pub const MAX_RULE_LEN: usize = 512;
 const SCAN_LIMIT: u64 = 10_000;
 /// First tweet id; ids grow by one per candidate.
 const FIRST_TWEET_ID: u64 = 1_861_000_000_000_000_000;
-/// `created_at` of candidate 0 (2026-11-26T00:00:00Z), advancing 250 ms per candidate.
-const START_MS: i64 = 1_795_651_200_000;
+/// `created_at` of candidate 0 is this long before the simulator started (to the second), and
+/// advances [`CANDIDATE_MS`] per candidate: tweets are recent whatever the date.
+const START_BEFORE_MS: i64 = 3_600_000;
+const CANDIDATE_MS: i64 = 250;
 
 /// What the simulated stream does. Every field has a default, so a partial JSON object is a
 /// valid scenario.
@@ -161,6 +163,8 @@ pub struct Stats {
 struct Shared {
     token: String,
     started: Instant,
+    /// `created_at` of candidate 0, Unix milliseconds.
+    start_ms: i64,
     inner: Mutex<Inner>,
 }
 
@@ -202,6 +206,7 @@ impl Sim {
         let shared = Arc::new(Shared {
             token: token.to_string(),
             started: Instant::now(),
+            start_ms: now_ms() / 1000 * 1000 - START_BEFORE_MS,
             inner: Mutex::new(Inner {
                 scenario,
                 rules: Vec::new(),
@@ -266,12 +271,15 @@ impl Sim {
         let seed = self.shared.lock().scenario.seed;
         Tweet::new(seed, index).text
     }
-}
 
-/// `created_at` (Unix ms) of the tweet with this id, as the simulator sends it.
-pub fn created_at_ms(id: u64) -> Option<i64> {
-    let index = id.checked_sub(FIRST_TWEET_ID)?;
-    Some(START_MS + i64::try_from(index).ok()? * 250)
+    /// `created_at` (Unix ms) of the tweet with this id, as this simulator sends it.
+    pub fn created_at_ms(&self, id: u64) -> Option<i64> {
+        let index = id.checked_sub(FIRST_TWEET_ID)?;
+        Some(Tweet::created_ms(
+            self.shared.start_ms,
+            i64::try_from(index).ok()?,
+        ))
+    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -284,12 +292,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn now_iso() -> String {
-    iso_ms(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-    )
+    iso_ms(now_ms())
 }
 
 fn iso_ms(ms: i64) -> String {
@@ -947,7 +957,7 @@ impl Conn {
             if matching.is_empty() {
                 continue;
             }
-            let mut line = tweet.payload(&self.fields, &matching);
+            let mut line = tweet.payload(&self.fields, &matching, self.shared.start_ms);
             line.push(b'\n');
             g.cursor = index + 1;
             g.stats.tweets_sent += 1;
@@ -1028,7 +1038,6 @@ pub struct Tweet {
     pub index: u64,
     pub id: u64,
     pub text: String,
-    pub created_ms: i64,
     pub author: u64,
     pub lang: &'static str,
     metrics: [u64; 4],
@@ -1058,7 +1067,6 @@ impl Tweet {
             index,
             id: FIRST_TWEET_ID + index,
             text,
-            created_ms: START_MS + index as i64 * 250,
             author,
             lang,
             metrics,
@@ -1070,7 +1078,12 @@ impl Tweet {
     }
 
     /// The v2 filtered-stream payload (one line, no newline).
-    fn payload(&self, fields: &Fields, rules: &[&Rule]) -> Vec<u8> {
+    /// `created_at` of candidate `index` when candidate 0 was created at `start_ms`.
+    fn created_ms(start_ms: i64, index: i64) -> i64 {
+        start_ms + index * CANDIDATE_MS
+    }
+
+    fn payload(&self, fields: &Fields, rules: &[&Rule], start_ms: i64) -> Vec<u8> {
         let id = self.id.to_string();
         let mut data = Map::new();
         data.insert("id".into(), json!(id));
@@ -1078,7 +1091,10 @@ impl Tweet {
         data.insert("edit_history_tweet_ids".into(), json!([id]));
         let want = |f: &str| fields.tweet.contains(f);
         if want("created_at") {
-            data.insert("created_at".into(), json!(iso_ms(self.created_ms)));
+            data.insert(
+                "created_at".into(),
+                json!(iso_ms(Tweet::created_ms(start_ms, self.index as i64))),
+            );
         }
         if want("author_id") {
             data.insert("author_id".into(), json!(self.author_id()));
@@ -1134,7 +1150,7 @@ impl Tweet {
             if want("created_at") {
                 user.insert(
                     "created_at".into(),
-                    json!(iso_ms(START_MS - 86_400_000 * (self.author as i64 + 30))),
+                    json!(iso_ms(start_ms - 86_400_000 * (self.author as i64 + 30))),
                 );
             }
             if want("description") {
