@@ -27,7 +27,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
 
 const USAGE: &str = "usage: cargo xtask <plugins|demo|test|bench> [args passed on]
   plugins  build every plugin component into guest-plugins/dist (and test plugins)
-  demo     build the plugins and run the example pipeline (pipeline.toml)
+  demo     build the Rust plugins pipeline.toml uses and run it
   test     build the plugins, start the local Kafka broker (compose/kafka.sh) unless
            KAFKA_BOOTSTRAP is set, and run the whole test suite
   bench    build the plugins and run the benchmarks";
@@ -39,9 +39,9 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     match task.as_str() {
-        "plugins" => build_plugins(&root),
+        "plugins" => build_plugins(&root, Plugins::All),
         "demo" => {
-            build_plugins(&root)?;
+            build_plugins(&root, Plugins::Demo)?;
             let pipeline = rest.first().map(String::as_str).unwrap_or("pipeline.toml");
             cargo(&[
                 "run",
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             ])
         }
         "test" => {
-            build_plugins(&root)?;
+            build_plugins(&root, Plugins::All)?;
             let (bootstrap, started) = ensure_kafka()?;
             let mut a = vec!["test", "--workspace"];
             a.extend(rest.iter().map(String::as_str));
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             result
         }
         "bench" => {
-            build_plugins(&root)?;
+            build_plugins(&root, Plugins::All)?;
             let mut a = vec!["bench", "-p", "sluice-host"];
             a.extend(rest.iter().map(String::as_str));
             cargo(&a)
@@ -139,17 +139,39 @@ fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_plugins(root: &Path) -> anyhow::Result<()> {
+/// Which plugins a task needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plugins {
+    /// The Rust plugins of `guest-plugins/dist` only: what pipeline.toml runs. A newcomer's
+    /// first `cargo xtask demo` then installs no Python, JavaScript or Go toolchain.
+    Demo,
+    /// Every plugin, the test plugins and the other languages' too.
+    All,
+}
+
+fn build_plugins(root: &Path, which: Plugins) -> anyhow::Result<()> {
     let target_dir = target_dir()?;
+    let plugins: Vec<_> = PLUGINS
+        .iter()
+        .filter(|p| which == Plugins::All || p.2 == "guest-plugins/dist")
+        .collect();
     for target in [TARGET, WASI_TARGET] {
+        let crates: Vec<&str> = plugins
+            .iter()
+            .filter(|p| p.1 == target)
+            .map(|p| p.0)
+            .collect();
+        if crates.is_empty() {
+            continue;
+        }
         ensure_target(target)?;
         let mut args = vec!["build", "--quiet", "--target", target, "--profile", PROFILE];
-        for (krate, _, _) in PLUGINS.iter().filter(|p| p.1 == target) {
+        for krate in crates {
             args.extend(["-p", krate]);
         }
         cargo(&args)?;
     }
-    for (krate, target, dist) in PLUGINS {
+    for (krate, target, dist) in plugins {
         let file = krate.replace('-', "_");
         let module = target_dir
             .join(target)
@@ -180,7 +202,10 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
             out.strip_prefix(root).unwrap_or(&out).display()
         );
     }
-    polyglot::build(root, &target_dir.join("polyglot"))
+    if which == Plugins::All {
+        polyglot::build(root, &target_dir.join("polyglot"))?;
+    }
+    Ok(())
 }
 
 /// Installs the wasm target with rustup on a fresh machine.
