@@ -540,32 +540,13 @@ fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
 
     let (kept, event) = (unique("old-default"), unique("old-event"));
     for (topic, timestamp) in [(&kept, ""), (&event, "timestamp = \"event\"")] {
-        let p = write_pipeline(
-            dir.path(),
-            &format!("{topic}.toml"),
-            &format!(
-                r#"
-[pipeline]
-batch_size = 200
-[source]
-type = "generate"
-count = {n}
-[source.tweets]
-seed = {seed}
-start_time = "{start}"
-[sinks.kafka]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-{timestamp}
-[sinks.kafka.create_topic]
-partitions = 3
-[dead_letter]
-type = "file"
-path = "dead.ndjson"
-"#
-            ),
-        );
+        let toml = producer_toml(&brokers, topic, seed, n, "")
+            .replace(generate_start(), start)
+            .replace(
+                "[sinks.kafka.create_topic]",
+                &format!("{timestamp}\n[sinks.kafka.create_topic]"),
+            );
+        let p = write_pipeline(dir.path(), &format!("{topic}.toml"), &toml);
         let s = run_host(&p);
         assert_eq!(s["records_out"], n, "{topic}: {s}");
     }

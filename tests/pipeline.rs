@@ -278,6 +278,132 @@ fn unknown_key_in_the_file_is_named_with_the_file() {
     );
 }
 
+/// `host check` on `toml` (written as `bad.toml`): it must fail; returns stderr.
+fn check_file_fails(dir: &Path, toml: &str) -> String {
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, toml).unwrap();
+    let o = host(&["check", p.to_str().unwrap()], &[]);
+    assert!(!o.status.success(), "check accepted:\n{toml}");
+    stderr(&o)
+}
+
+/// Every component's settings are checked by `host check`, without a network, and the error
+/// names the key and the file.
+#[test]
+fn check_names_the_key_and_file_of_every_component_setting() {
+    let dir = tempdir();
+    let source = "[source]\ntype = \"generate\"\ncount = 1\n";
+    let es = "[sinks.es]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:1\"\n";
+    let gcs = "[sinks.g]\ntype = \"gcs\"\n";
+    let bq =
+        "[sinks.bq]\ntype = \"bigquery\"\nproject = \"p\"\ndataset = \"d\"\nmode = \"stream\"\n";
+    let kafka = "[sinks.k]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:1\"\n";
+    let cases: &[(String, &[&str])] = &[
+        // Elasticsearch: an index pattern with an unclosed date, one with capitals, no docs
+        // per request, a template without patterns.
+        (
+            format!("{source}{es}index = \"t-%{{+YYYY\"\n"),
+            &["`sinks.es.index`", "unclosed"],
+        ),
+        (
+            format!("{source}{es}index = \"Twitter-%{{+YYYYMMdd}}\"\n"),
+            &["`sinks.es.index`", "lowercase"],
+        ),
+        (
+            format!("{source}{es}bulk_max_docs = 0\n"),
+            &["`sinks.es.bulk_max_docs`"],
+        ),
+        (
+            format!("{source}{es}[sinks.es.template]\npatterns = []\n"),
+            &["`sinks.es.template.patterns`"],
+        ),
+        (
+            format!("{source}{es}username_env = \"U\"\n"),
+            &["`sinks.es.password_env`"],
+        ),
+        // GCS without a bucket, or with an empty one; its BigQuery table without a name.
+        (
+            format!("{source}{gcs}prefix = \"x/\"\n"),
+            &["sinks.g", "bucket"],
+        ),
+        (
+            format!("{source}{gcs}bucket = \"\"\n"),
+            &["`sinks.g.bucket`"],
+        ),
+        (
+            format!(
+                "{source}{gcs}bucket = \"b\"\n[sinks.g.bigquery]\nproject = \"p\"\ndataset = \"d\"\ntable = \" \"\n"
+            ),
+            &["`sinks.g.bigquery.table`"],
+        ),
+        // A BigQuery streaming sink without a table, or loading instead of streaming.
+        (format!("{source}{bq}"), &["sinks.bq", "table"]),
+        (format!("{source}{bq}table = \"\"\n"), &["`sinks.bq.table`"]),
+        (
+            format!("{source}{bq}table = \"t\"\nmode = \"load\"\n")
+                .replace("mode = \"stream\"\n", ""),
+            &["`sinks.bq.mode`"],
+        ),
+        (
+            format!("{source}{bq}table = \"t\"\ndataset = \"my-data\"\n")
+                .replace("dataset = \"d\"\n", ""),
+            &["`sinks.bq.dataset`"],
+        ),
+        // A Kafka sink without a topic.
+        (format!("{source}{kafka}"), &["sinks.k", "topic"]),
+        (
+            format!("{source}{kafka}topic = \" \"\n"),
+            &["`sinks.k.topic`"],
+        ),
+        // An unknown key in every kind of component.
+        (
+            format!("{source}colour = 1\n[sinks.o]\ntype = \"stdout\"\n"),
+            &["source", "colour"],
+        ),
+        (format!("{source}{es}colour = 1\n"), &["sinks.es", "colour"]),
+        (
+            format!("{source}{gcs}bucket = \"b\"\ncolour = 1\n"),
+            &["sinks.g", "colour"],
+        ),
+        (
+            format!("{source}{bq}table = \"t\"\ncolour = 1\n"),
+            &["sinks.bq", "colour"],
+        ),
+        (
+            format!("{source}{kafka}topic = \"t\"\ncolour = 1\n"),
+            &["sinks.k", "colour"],
+        ),
+        (
+            format!(
+                "{source}[sinks.o]\ntype = \"stdout\"\n[dead_letter]\ntype = \"file\"\npath = \"d\"\ncolour = 1\n"
+            ),
+            &["dead_letter", "colour"],
+        ),
+        (
+            format!("{source}[sinks.o]\ntype = \"stdout\"\n[runtime]\ncolour = 1\n"),
+            &["runtime", "colour"],
+        ),
+        (
+            format!(
+                "[pipeline]\nchain = [\"t\"]\n{source}[sinks.o]\ntype = \"stdout\"\n[transforms.t]\nplugin = \"x.wasm\"\ncolour = 1\n"
+            ),
+            &["transforms.t", "colour"],
+        ),
+    ];
+    for (toml, wanted) in cases {
+        let err = check_file_fails(dir.path(), toml);
+        for w in wanted.iter().chain(&["bad.toml"]) {
+            assert!(err.contains(w), "{w:?} not in the error for\n{toml}\n{err}");
+        }
+    }
+    // A TOML syntax error: the file, the line and the column.
+    let err = check_file_fails(dir.path(), &format!("{source}[sinks.o]\ntype = \"stdout\n"));
+    assert!(
+        err.contains("bad.toml") && err.contains("line 5") && err.contains("column"),
+        "{err}"
+    );
+}
+
 #[test]
 fn plugin_run_reports_one_outcome_per_input_line() {
     build_plugins();

@@ -132,6 +132,37 @@ impl<'de> Deserialize<'de> for SchemaSetting {
     }
 }
 
+impl BigQueryConfig {
+    /// Checks the settings without touching the network (`host check`); the error names the
+    /// offending key, relative to the sink's BigQuery table.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, value) in [
+            ("project", &self.project),
+            ("dataset", &self.dataset),
+            ("table", &self.table),
+        ] {
+            if value.trim().is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
+        }
+        // BigQuery's own rule for dataset names; a load or insert would fail on it much later.
+        if !self
+            .dataset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err((
+                "dataset",
+                format!("{:?}: only letters, digits and underscores", self.dataset),
+            ));
+        }
+        if self.job_timeout.is_zero() {
+            return Err(("job_timeout", "must be greater than zero".into()));
+        }
+        Ok(())
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -528,10 +528,32 @@ impl Pipeline {
             return Err(self.error("sinks", "a pipeline needs at least one sink"));
         }
         for (name, sink) in &c.sinks {
-            #[cfg(feature = "gcp")]
-            if let SinkConfig::Gcs(g) = sink {
-                g.validate()
-                    .map_err(|e| self.error(&format!("sinks.{name}"), format!("{e:#}")))?;
+            let keyed = |(key, message): (&str, String)| {
+                self.error(&format!("sinks.{name}.{key}"), message)
+            };
+            match sink {
+                SinkConfig::Elasticsearch(es) => es.validate().map_err(keyed)?,
+                #[cfg(feature = "gcp")]
+                SinkConfig::Gcs(g) => {
+                    g.validate().map_err(keyed)?;
+                    if let Some(bq) = &g.bigquery {
+                        bq.validate()
+                            .map_err(|(key, m)| keyed((&format!("bigquery.{key}"), m)))?;
+                    }
+                }
+                #[cfg(feature = "gcp")]
+                SinkConfig::Bigquery(bq) => {
+                    bq.validate().map_err(keyed)?;
+                    if bq.mode != crate::bigquery::Mode::Stream {
+                        return Err(keyed((
+                            "mode",
+                            "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load \
+                             jobs come from a gcs sink with `[sinks.NAME.bigquery]`"
+                                .into(),
+                        )));
+                    }
+                }
+                _ => {}
             }
             let SinkConfig::Kafka(k) = sink else { continue };
             let key = |k: &str| format!("sinks.{name}.{k}");

@@ -230,20 +230,64 @@ impl fmt::Debug for ElasticsearchSink {
     }
 }
 
+impl ElasticsearchConfig {
+    /// Checks every setting without touching the network (`host check` runs it, and so does
+    /// [`ElasticsearchSink::connect`]). The error names the offending key, relative to the sink.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        IndexPattern::parse(&self.index).map_err(|e| ("index", format!("{e:#}")))?;
+        base_url(&self.url).map_err(|e| ("url", format!("{e:#}")))?;
+        if self.bulk_max_docs == 0 {
+            return Err(("bulk_max_docs", "must be at least 1".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(("concurrency", "must be at least 1".into()));
+        }
+        if self.bulk_max_bytes.as_u64() == 0 {
+            return Err(("bulk_max_bytes", "must be above 0".into()));
+        }
+        if self.id_field.split(',').any(|p| p.trim().is_empty()) {
+            return Err(("id_field", "has an empty path".into()));
+        }
+        if self.username_env.is_some() != self.password_env.is_some() {
+            return Err((
+                "password_env",
+                "set both `username_env` and `password_env`, or neither".into(),
+            ));
+        }
+        if self.template.enabled {
+            if self.template.name.trim().is_empty() {
+                return Err(("template.name", "must not be empty".into()));
+            }
+            if self.template.patterns.is_empty() {
+                return Err((
+                    "template.patterns",
+                    "needs at least one index pattern".into(),
+                ));
+            }
+            template_body(&self.template)
+                .map_err(|e| ("template.extra_mappings", format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The cluster's base URL, with the trailing slash that keeps a path prefix (a proxy's) when
+/// API paths are joined on.
+fn base_url(url: &str) -> anyhow::Result<Url> {
+    let url = url.trim_end_matches('/');
+    Url::parse(&format!("{url}/")).with_context(|| format!("{url:?} is not a URL"))
+}
+
 impl ElasticsearchSink {
     /// Builds the client, checks that the cluster answers, and creates or updates the index
     /// template (unless `template.enabled = false`).
     pub async fn connect(cfg: &ElasticsearchConfig) -> anyhow::Result<Self> {
-        let pattern = IndexPattern::parse(&cfg.index)
-            .with_context(|| format!("elasticsearch sink: `index` {:?}", cfg.index))?;
-        if cfg.bulk_max_docs == 0 || cfg.concurrency == 0 {
-            bail!("elasticsearch sink: `bulk_max_docs` and `concurrency` must be at least 1");
-        }
+        cfg.validate()
+            .map_err(|(key, e)| anyhow::anyhow!("elasticsearch sink: `{key}`: {e}"))?;
+        let pattern = IndexPattern::parse(&cfg.index)?;
         let id_paths = crate::json_key::parse_paths(&cfg.id_field);
         let url = cfg.url.trim_end_matches('/').to_string();
-        // The trailing slash keeps a path prefix (a proxy's) when API paths are joined on.
-        let parsed = Url::parse(&format!("{url}/"))
-            .with_context(|| format!("elasticsearch sink: `url` {url:?} is not a URL"))?;
+        let parsed = base_url(&url)?;
         let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
             .timeout(cfg.request_timeout)
             .request_body_compression(cfg.compress_requests)

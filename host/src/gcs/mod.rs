@@ -139,17 +139,21 @@ impl GcsConfig {
     }
 
     /// Checks the settings that can be checked without the service.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.bucket.is_empty(), "gcs sink: `bucket` is empty");
-        anyhow::ensure!(
-            self.gzip_level <= 9,
-            "gcs sink: `gzip_level` must be 0 to 9, not {}",
-            self.gzip_level
-        );
-        anyhow::ensure!(
-            self.max_object_bytes.as_u64() > 0,
-            "gcs sink: `max_object_bytes` must be above 0"
-        );
+    /// Checks the settings without touching the network (`host check`, and [`GcsSink::open`]).
+    /// The error names the offending key, relative to the sink.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.bucket.trim().is_empty() {
+            return Err(("bucket", "must not be empty".into()));
+        }
+        if self.gzip_level > 9 {
+            return Err((
+                "gzip_level",
+                format!("must be 0 to 9, not {}", self.gzip_level),
+            ));
+        }
+        if self.max_object_bytes.as_u64() == 0 {
+            return Err(("max_object_bytes", "must be above 0".into()));
+        }
         let probe = render_name(
             &self.object_name,
             &NameParts {
@@ -160,23 +164,32 @@ impl GcsConfig {
                 seq: 0,
                 timestamp_ms: Some(0),
             },
-        )?;
-        anyhow::ensure!(
-            self.object_name.contains("{first}") || self.object_name.contains("{first_key}"),
-            "gcs sink: `object_name` must contain {{first}} so a re-upload gets the same name \
-             (e.g. {DEFAULT_OBJECT_NAME})"
-        );
-        anyhow::ensure!(
-            !probe.is_empty(),
-            "gcs sink: `object_name` gives empty names"
-        );
-        anyhow::ensure!(
-            self.bigquery
-                .as_ref()
-                .is_none_or(|b| b.mode == crate::bigquery::Mode::Load),
-            "gcs sink: `bigquery.mode = \"stream\"` belongs to a `type = \"bigquery\"` sink; \
-             a gcs sink loads its objects"
-        );
+        )
+        .map_err(|e| ("object_name", format!("{e:#}")))?;
+        if !(self.object_name.contains("{first}") || self.object_name.contains("{first_key}")) {
+            return Err((
+                "object_name",
+                format!(
+                    "must contain {{first}} so a re-upload gets the same name \
+                     (e.g. {DEFAULT_OBJECT_NAME})"
+                ),
+            ));
+        }
+        if probe.is_empty() {
+            return Err(("object_name", "gives empty names".into()));
+        }
+        if self
+            .bigquery
+            .as_ref()
+            .is_some_and(|b| b.mode != crate::bigquery::Mode::Load)
+        {
+            return Err((
+                "bigquery.mode",
+                "`mode = \"stream\"` belongs to a `type = \"bigquery\"` sink; a gcs sink \
+                 loads its objects"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -256,7 +269,9 @@ pub struct GcsSink {
 
 impl GcsSink {
     pub async fn open(config: GcsConfig) -> anyhow::Result<Self> {
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|(key, e)| anyhow::anyhow!("gcs sink: `{key}`: {e}"))?;
         let creds =
             Credentials::from_setting(config.credentials.as_deref(), config.endpoint.is_some());
         let mut builder = Storage::builder().with_credentials(storage_credentials(&creds)?);
