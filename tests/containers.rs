@@ -27,10 +27,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sluice::generate::{GenerateOptions, TweetGenerator};
 use testcontainers::core::WaitFor;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, Image, ImageExt};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 // ---------------------------------------------------------------- Docker, or a loud skip
 

@@ -16,8 +16,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sluice::elasticsearch::{ElasticsearchConfig, ElasticsearchSink, IndexTime, TemplateConfig};
-use sluice::wasm::{Header, Record};
+use sluice::sinks::elasticsearch::{
+    ElasticsearchConfig, ElasticsearchSink, IndexTime, TemplateConfig,
+};
+use sluice::transform::{Header, Record};
 
 // ---------------------------------------------------------------- the server
 

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sluice::chain::Chain;
-use sluice::wasm::{Plugin, Record, Stage, StageOutput};
+use sluice::transform::chain::Chain;
+use sluice::transform::{Plugin, Record, Stage, StageOutput};
 
 fn batch(n: usize, poison: &[usize]) -> Vec<Record> {
     (0..n)
@@ -22,7 +22,7 @@ fn batch(n: usize, poison: &[usize]) -> Vec<Record> {
         .collect()
 }
 
-fn run_stage(spec: sluice::wasm::PluginSpec, input: Vec<Record>) -> (Stage, StageOutput) {
+fn run_stage(spec: sluice::transform::PluginSpec, input: Vec<Record>) -> (Stage, StageOutput) {
     let dir = tempdir();
     let plugin = load(&runtime(dir.path()), spec);
     let mut stage = Stage::new(plugin).unwrap();
@@ -272,7 +272,7 @@ fn plugin_importing_filesystem_or_network_is_refused_at_load() {
     ] {
         let path = dir.path().join(format!("{interface}.wasm"));
         std::fs::write(&path, component_importing(package, interface)).unwrap();
-        let spec = sluice::wasm::PluginSpec::new("sneaky", &path);
+        let spec = sluice::transform::PluginSpec::new("sneaky", &path);
         let err = format!(
             "{:#}",
             Plugin::load(&rt, spec).err().expect("must be refused")

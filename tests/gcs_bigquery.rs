@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice::bigquery::{BigQueryConfig, BigQueryLoader};
-use sluice::gcs::{FinishedObject, GcsConfig, GcsSink};
-use sluice::generate::TweetGenerator;
-use sluice::wasm::Record;
+use sluice::sinks::bigquery::{BigQueryConfig, BigQueryLoader};
+use sluice::sinks::gcs::{FinishedObject, GcsConfig, GcsSink};
+use sluice::transform::Record;
+use tweetgen::TweetGenerator;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -379,7 +379,7 @@ fn a_new_field_widens_the_table() {
         let r = loader.load(&objects, &values(&first)).await.unwrap();
         assert!(r.added_fields.is_empty(), "{:?}", r.added_fields);
         let before = loader.table_schema().unwrap().to_vec();
-        assert!(sluice::bqschema::find(&before, "sentiment").is_none());
+        assert!(sluice::sinks::bigquery::schema::find(&before, "sentiment").is_none());
 
         // Later records carry a field the table does not have yet.
         let mut second = tweets(200, 100);
@@ -398,8 +398,8 @@ fn a_new_field_widens_the_table() {
             r.added_fields
         );
         let after = loader.table_schema().unwrap();
-        let s = sluice::bqschema::find(after, "sentiment").unwrap();
-        assert_eq!(s.mode, sluice::bqschema::Mode::Nullable);
+        let s = sluice::sinks::bigquery::schema::find(after, "sentiment").unwrap();
+        assert_eq!(s.mode, sluice::sinks::bigquery::schema::Mode::Nullable);
         assert_eq!(s.fields.len(), 3);
         assert_kept(&before, after);
         let t = format!("`{}.sluice_widen.{table}`", services().project);
@@ -417,14 +417,21 @@ fn a_new_field_widens_the_table() {
             .unwrap();
         let r = fresh.load(&objects, &[]).await.unwrap();
         assert!(r.deduplicated, "same objects, same job id");
-        assert!(sluice::bqschema::find(fresh.table_schema().unwrap(), "sentiment").is_some());
+        assert!(
+            sluice::sinks::bigquery::schema::find(fresh.table_schema().unwrap(), "sentiment")
+                .is_some()
+        );
     });
 }
 
 /// Every field of `before` is in `after` with the same type and mode.
-fn assert_kept(before: &[sluice::bqschema::Field], after: &[sluice::bqschema::Field]) {
+fn assert_kept(
+    before: &[sluice::sinks::bigquery::schema::Field],
+    after: &[sluice::sinks::bigquery::schema::Field],
+) {
     for b in before {
-        let a = sluice::bqschema::find(after, &b.name).unwrap_or_else(|| panic!("{} gone", b.name));
+        let a = sluice::sinks::bigquery::schema::find(after, &b.name)
+            .unwrap_or_else(|| panic!("{} gone", b.name));
         assert_eq!((a.field_type, a.mode), (b.field_type, b.mode), "{}", b.name);
         assert_kept(&b.fields, &a.fields);
     }
@@ -611,7 +618,7 @@ fn streaming_inserts_with_the_tweet_id() {
             },
         );
         let mut c = bq_config("sluice_stream", &table);
-        c.mode = sluice::bigquery::Mode::Stream;
+        c.mode = sluice::sinks::bigquery::Mode::Stream;
         let mut loader = BigQueryLoader::open(c).await.unwrap();
         let started = Instant::now();
         let refused = loader.insert(&records).await.unwrap();

@@ -17,7 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::Value;
-use sluice::generate::{GenerateOptions, TweetGenerator};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 /// The broker under test; panics (the test fails) when nothing listens there.
 fn bootstrap() -> String {
@@ -601,7 +601,8 @@ fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
     .unwrap();
     let records = block_on(async {
         let mut source =
-            sluice::kafka::KafkaSource::new(&config, 500, Duration::from_millis(200)).unwrap();
+            sluice::sources::kafka::KafkaSource::new(&config, 500, Duration::from_millis(200))
+                .unwrap();
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while records.len() < n && Instant::now() < deadline {

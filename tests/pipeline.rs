@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use common::*;
 use serde_json::Value;
-use sluice::generate::{GenerateOptions, TweetGenerator};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 fn host(args: &[&str], env: &[(&str, &str)]) -> Output {
     build_plugins();

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use sluice::generate::{GenerateOptions, TweetGenerator};
-use sluice::wasm::{Record, Stage, StageOutput};
+use sluice::transform::{Record, Stage, StageOutput};
 use sluice_transforms::{Enrich, FieldPrune, KeywordFilter, Outcome, Transform};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 const FIXTURES: [&str; 7] = [
     "v1_extended.json",

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sluice::generate::{GenerateOptions, TweetGenerator};
-use sluice::wasm::{Outcome, Plugin, PluginSpec, Record};
+use sluice::transform::{Outcome, Plugin, PluginSpec, Record};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 /// One implementation of a plugin: its language, its component in guest-plugins/dist, and
 /// the grants it needs: the empty WASI (componentize-py and the Go runtime import WASI), and

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use sluice::wasm::{Plugin, PluginSpec, Record, Stage, StageOutput};
+use sluice::transform::{Plugin, PluginSpec, Record, Stage, StageOutput};
 
 fn hostile_js() -> PathBuf {
     build_plugins();
     root().join("tests/plugins/dist/hostile_js.wasm")
 }
 
-fn rt() -> &'static sluice::wasm::Runtime {
+fn rt() -> &'static sluice::transform::Runtime {
     common_polyglot::runtime()
 }
 

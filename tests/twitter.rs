@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice::twitter::{MATCHING_RULES_HEADER, PARTIAL_HEADER, TwitterConfig, TwitterSource};
-use sluice::wasm::Record;
+use sluice::sources::twitter::{
+    MATCHING_RULES_HEADER, PARTIAL_HEADER, TwitterConfig, TwitterSource,
+};
+use sluice::transform::Record;
 use tokio::time::Instant;
 use twitter_sim::{Scenario, Sim};
 

@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice::chain::Chain;
 use sluice::config::{Pipeline, SourceConfig};
-use sluice::generate::{GenerateOptions, TweetGenerator};
-use sluice::wasm::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
+use sluice::transform::chain::Chain;
+use sluice::transform::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use sluice_transforms::{Enrich, FieldPrune, KeywordFilter, Outcome, Transform};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

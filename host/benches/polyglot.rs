@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sluice::generate::{GenerateOptions, TweetGenerator};
-use sluice::wasm::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, Stage, StageOutput};
+use sluice::transform::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, Stage, StageOutput};
 use sluice_transforms::{KeywordFilter, Outcome, Transform};
+use tweetgen::{GenerateOptions, TweetGenerator};
 
 const KEYWORDS: &str = "bts,방탄소년단";
 

@@ -14,7 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::generate::GenerateOptions;
+use tweetgen::GenerateOptions;
 
 /// Prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -107,7 +107,7 @@ pub enum SourceConfig {
     /// holds the records.
     Kafka(KafkaSourceConfig),
     /// The Twitter API v2 filtered stream; `keywords` become stream rules.
-    Twitter(crate::twitter::TwitterConfig),
+    Twitter(crate::sources::twitter::TwitterConfig),
 }
 
 /// `[source] type = "kafka"`.
@@ -246,14 +246,14 @@ pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
     /// Elasticsearch (or OpenSearch) `_bulk`, into daily indices, with the tweet id as `_id`;
     /// the index template is created or updated at start.
-    Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
+    Elasticsearch(crate::sinks::elasticsearch::ElasticsearchConfig),
     /// Gzip NDJSON objects in a GCS bucket, each loaded into BigQuery once finalized when
     /// `[sinks.NAME.bigquery]` is set.
     #[cfg(feature = "gcp")]
-    Gcs(crate::gcs::GcsConfig),
+    Gcs(crate::sinks::gcs::GcsConfig),
     /// BigQuery streaming inserts (`insertAll`, tweet id as `insertId`).
     #[cfg(feature = "gcp")]
-    Bigquery(crate::bigquery::BigQueryConfig),
+    Bigquery(crate::sinks::bigquery::BigQueryConfig),
 }
 
 /// `[sinks.NAME] type = "kafka"`.
@@ -544,7 +544,7 @@ impl Pipeline {
                 #[cfg(feature = "gcp")]
                 SinkConfig::Bigquery(bq) => {
                     bq.validate().map_err(keyed)?;
-                    if bq.mode != crate::bigquery::Mode::Stream {
+                    if bq.mode != crate::sinks::bigquery::Mode::Stream {
                         return Err(keyed((
                             "mode",
                             "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load \

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-use sluice::bqschema::{DeriveOptions, SchemaBuilder, to_bq_json};
-use sluice::chain::Chain;
 use sluice::config::Pipeline;
 use sluice::pipeline::{self, RunOptions};
 use sluice::record;
-use sluice::wasm::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
+use sluice::sinks::bigquery::schema::{DeriveOptions, SchemaBuilder, to_bq_json};
+use sluice::transform::chain::Chain;
+use sluice::transform::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use tracing_subscriber::EnvFilter;
 
 /// Sluice: streaming pipelines with sandboxed WebAssembly transforms.
@@ -176,7 +176,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
     let chain = Chain::from_pipeline(&runtime, &pipeline)?;
     // Within a runtime: the Kafka consumer registers with it (and checks its properties).
     tokio::runtime::Runtime::new()?
-        .block_on(async { sluice::source::Source::from_pipeline(&pipeline).map(drop) })?;
+        .block_on(async { sluice::sources::Source::from_pipeline(&pipeline).map(drop) })?;
     println!("{}: ok", path.display());
     for stage in chain.stages() {
         println!(
@@ -200,7 +200,7 @@ fn schema_bigquery(path: &Path, sample: u64) -> anyhow::Result<()> {
     let mut schema = SchemaBuilder::new(DeriveOptions::default());
     let (mut read, mut out) = (0u64, StageOutput::default());
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut source = sluice::source::Source::from_pipeline(&pipeline)?;
+        let mut source = sluice::sources::Source::from_pipeline(&pipeline)?;
         while read < sample {
             let Some(batch) = source.next_batch().await? else {
                 break;

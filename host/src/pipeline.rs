@@ -19,11 +19,11 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::chain::Chain;
 use crate::config::Pipeline;
-use crate::sink::{DeadLetterSink, Sink};
-use crate::source::{Batch, Checkpoint, Positions, Source};
-use crate::wasm::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
+use crate::sinks::{DeadLetterSink, Sink};
+use crate::sources::{Batch, Checkpoint, Positions, Source};
+use crate::transform::chain::Chain;
+use crate::transform::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
 
 /// Counters shared by the stages, read by the progress line and the summary.
 #[derive(Debug, Default)]

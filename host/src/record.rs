@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::wasm::{DeadLetter, Record};
+use crate::transform::{DeadLetter, Record};
 
 /// A record whose value is `line` (no key, headers or timestamp).
 pub fn from_line(line: &[u8]) -> Record {

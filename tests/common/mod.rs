@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use sluice::generate::GenerateOptions;
-use sluice::wasm::{Header, Plugin, PluginSpec, Record, Runtime, RuntimeOptions};
+use sluice::transform::{Header, Plugin, PluginSpec, Record, Runtime, RuntimeOptions};
+use tweetgen::GenerateOptions;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use sluice::wasm::{Runtime, RuntimeOptions};
+use sluice::transform::{Runtime, RuntimeOptions};
 
 use crate::common::root;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Pipeline;
-use crate::wasm::{Plugin, PluginSpec, Record, Runtime, Stage, StageOutput};
+use crate::transform::{Plugin, PluginSpec, Record, Runtime, Stage, StageOutput};
 
 pub struct Chain {
     stages: Vec<Stage>,

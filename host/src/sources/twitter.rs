@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::wasm::{Header, Record};
+use crate::transform::{Header, Record};
 
 /// Header carrying the tags of the rules a tweet matched, joined by `,` (a rule without a tag
 /// contributes its id).

@@ -4,6 +4,7 @@
 //! - [`plugin`]: loading a component (pin, import check, `InstancePre`) and calling it with
 //!   deadline, fuel and memory limits.
 //! - [`stage`]: one transform in a chain: failure isolation and poison-record bisection.
+//! - [`chain`]: the stages of a pipeline's chain, applied to a batch in order.
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -12,6 +13,7 @@ mod bindings {
     });
 }
 
+pub mod chain;
 pub mod plugin;
 pub mod runtime;
 pub mod stage;

@@ -1,4 +1,8 @@
-//! Embedded sources: synthetic tweets and NDJSON files.
+//! The sources: synthetic tweets and NDJSON files (here), a Kafka consumer group
+//! ([`kafka`]) and the Twitter filtered stream ([`twitter`]).
+
+pub mod kafka;
+pub mod twitter;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,16 +13,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use crate::config::{Pipeline, SourceConfig};
-use crate::generate::TweetGenerator;
 use crate::record;
-use crate::wasm::Record;
+use crate::transform::Record;
+use tweetgen::TweetGenerator;
 
 // One source per pipeline, built once: variant size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Source {
     Generate(GenerateSource),
     File(FileSource),
-    Kafka(crate::kafka::KafkaSource),
+    Kafka(crate::sources::kafka::KafkaSource),
     Twitter(TwitterStream),
 }
 
@@ -61,7 +65,7 @@ impl Source {
                 wait: p.config.pipeline.batch_timeout,
             }),
             SourceConfig::Kafka(k) => Source::Kafka(
-                crate::kafka::KafkaSource::new(k, batch, p.config.pipeline.batch_timeout)
+                crate::sources::kafka::KafkaSource::new(k, batch, p.config.pipeline.batch_timeout)
                     .map_err(|e| p.error("source.properties", format!("{e:#}")))?,
             ),
         })
@@ -103,8 +107,8 @@ impl Source {
 /// The Twitter stream, connected on first use so that `host check` and start-up errors of
 /// other stages do not touch the API.
 pub struct TwitterStream {
-    config: crate::twitter::TwitterConfig,
-    stream: Option<crate::twitter::TwitterSource>,
+    config: crate::sources::twitter::TwitterConfig,
+    stream: Option<crate::sources::twitter::TwitterSource>,
     batch: usize,
     wait: Duration,
 }
@@ -116,7 +120,7 @@ impl TwitterStream {
             Some(s) => s,
             None => self
                 .stream
-                .insert(crate::twitter::TwitterSource::connect(&self.config).await?),
+                .insert(crate::sources::twitter::TwitterSource::connect(&self.config).await?),
         };
         stream.next_batch(self.batch, self.wait).await
     }
@@ -204,7 +208,7 @@ pub enum Checkpoint {
     #[default]
     None,
     /// The next offset of every partition in the batch.
-    Kafka(crate::kafka::KafkaCheckpoint),
+    Kafka(crate::sources::kafka::KafkaCheckpoint),
 }
 
 /// Under a rate limit, emit small chunks so a batch does not wait longer than its timeout.

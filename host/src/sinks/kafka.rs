@@ -17,11 +17,11 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
-use super::{EVENT_TIME_HEADER, client_config, set_default};
+use crate::clients::kafka::{EVENT_TIME_HEADER, client_config, set_default};
 use crate::config::{KafkaSinkConfig, MessageTimestamp, Pipeline};
 use crate::json_key;
-use crate::sink::Rejected;
-use crate::wasm::{DeadLetter, Record};
+use crate::sinks::Rejected;
+use crate::transform::{DeadLetter, Record};
 
 /// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
 /// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
@@ -144,7 +144,7 @@ pub struct KafkaSink {
 impl KafkaSink {
     pub async fn open(c: &KafkaSinkConfig) -> anyhow::Result<Self> {
         if let Some(spec) = &c.create_topic {
-            super::create_topic(&c.brokers, &c.properties, &c.topic, spec).await?;
+            crate::clients::kafka::create_topic(&c.brokers, &c.properties, &c.topic, spec).await?;
         }
         let mut config = client_config(&c.brokers, &c.properties);
         set_default(&mut config, "acks", &c.acks.to_plugin_string());

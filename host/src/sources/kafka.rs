@@ -18,10 +18,10 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::{EVENT_TIME_HEADER, client_config, set_default};
+use crate::clients::kafka::{EVENT_TIME_HEADER, client_config, set_default};
 use crate::config::{KafkaSourceConfig, StartPosition};
-use crate::source::Positions;
-use crate::wasm::{Header, Record};
+use crate::sources::Positions;
+use crate::transform::{Header, Record};
 
 /// Where a batch ends, per partition: the next offset to read.
 #[derive(Debug, Default)]

@@ -5,6 +5,12 @@
 //! batches until their object is finalized; the pipeline asks it ([`Sink::holds`]) before it
 //! lets the source commit a batch.
 
+pub mod bigquery;
+pub mod elasticsearch;
+#[cfg(feature = "gcp")]
+pub mod gcs;
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,20 +19,20 @@ use anyhow::Context;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::config::{DeadLetterConfig, Pipeline, SinkConfig};
-use crate::kafka::{KafkaDeadLetter, KafkaSink};
 use crate::record;
-use crate::source::Positions;
-use crate::wasm::{DeadLetter, StageOutput};
+use crate::sinks::kafka::{KafkaDeadLetter, KafkaSink};
+use crate::sources::Positions;
+use crate::transform::{DeadLetter, StageOutput};
 
 pub enum Sink {
     File(FileSink),
     Stdout(BufWriter<tokio::io::Stdout>),
     Kafka(KafkaSink),
-    Elasticsearch(crate::elasticsearch::ElasticsearchSink),
+    Elasticsearch(crate::sinks::elasticsearch::ElasticsearchSink),
     #[cfg(feature = "gcp")]
-    Gcs(Box<crate::gcs::GcsDelivery>),
+    Gcs(Box<crate::sinks::gcs::GcsDelivery>),
     #[cfg(feature = "gcp")]
-    Bigquery(Box<crate::bigquery::BigQueryLoader>),
+    Bigquery(Box<crate::sinks::bigquery::BigQueryLoader>),
 }
 
 /// A record a sink finally could not deliver (after its own retries), to be dead-lettered.
@@ -51,22 +57,22 @@ impl Sink {
             }
             SinkConfig::Stdout => Sink::Stdout(BufWriter::new(tokio::io::stdout())),
             SinkConfig::Kafka(k) => Sink::Kafka(KafkaSink::open(k).await?),
-            SinkConfig::Elasticsearch(es) => {
-                Sink::Elasticsearch(crate::elasticsearch::ElasticsearchSink::connect(es).await?)
-            }
+            SinkConfig::Elasticsearch(es) => Sink::Elasticsearch(
+                crate::sinks::elasticsearch::ElasticsearchSink::connect(es).await?,
+            ),
             #[cfg(feature = "gcp")]
-            SinkConfig::Gcs(g) => {
-                Sink::Gcs(Box::new(crate::gcs::GcsDelivery::open(g, stage).await?))
-            }
+            SinkConfig::Gcs(g) => Sink::Gcs(Box::new(
+                crate::sinks::gcs::GcsDelivery::open(g, stage).await?,
+            )),
             #[cfg(feature = "gcp")]
             SinkConfig::Bigquery(bq) => {
                 anyhow::ensure!(
-                    bq.mode == crate::bigquery::Mode::Stream,
+                    bq.mode == crate::sinks::bigquery::Mode::Stream,
                     "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load jobs \
                      come from a gcs sink with `[sinks.NAME.bigquery]`"
                 );
                 Sink::Bigquery(Box::new(
-                    crate::bigquery::BigQueryLoader::open(bq.clone()).await?,
+                    crate::sinks::bigquery::BigQueryLoader::open(bq.clone()).await?,
                 ))
             }
         })
@@ -165,8 +171,8 @@ impl Sink {
 /// and the source held back); rows BigQuery refuses are returned.
 #[cfg(feature = "gcp")]
 async fn insert_retrying(
-    bq: &mut crate::bigquery::BigQueryLoader,
-    records: &[crate::wasm::Record],
+    bq: &mut crate::sinks::bigquery::BigQueryLoader,
+    records: &[crate::transform::Record],
 ) -> anyhow::Result<Vec<Rejected>> {
     let mut attempt = 0u32;
     loop {
@@ -179,7 +185,7 @@ async fn insert_retrying(
             }
             Err(e) => {
                 attempt += 1;
-                let wait = crate::gcs::retry_backoff(attempt);
+                let wait = crate::sinks::gcs::retry_backoff(attempt);
                 tracing::error!("bigquery insert: {e:#}; retrying in {wait:?}");
                 tokio::time::sleep(wait).await;
             }

@@ -45,9 +45,9 @@ use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::bqschema::{self, DeriveOptions, Field, SchemaBuilder};
-use crate::gcs::{Credentials, FinishedObject};
-use crate::wasm::Record;
+use super::schema::{self, DeriveOptions, Field, SchemaBuilder};
+use crate::sinks::gcs::{Credentials, FinishedObject};
+use crate::transform::Record;
 
 /// `[sinks.NAME.bigquery]` (or a `type = "bigquery"` sink).
 #[derive(Debug, Clone, Deserialize)]
@@ -284,7 +284,7 @@ impl BigQueryLoader {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("bigquery: reading schema {}", path.display()))?;
                 Some(
-                    bqschema::from_bq_json(&text)
+                    schema::from_bq_json(&text)
                         .with_context(|| format!("bigquery: schema {}", path.display()))?,
                 )
             }
@@ -450,7 +450,7 @@ impl BigQueryLoader {
                 .iter()
                 .map(|(i, v)| TableDataInsertAllRequestRows {
                     insert_id: Some(insert_id(&records[*i], v)),
-                    json: bqschema::conform(&bqschema::normalize_record(v), &schema),
+                    json: schema::conform(&schema::normalize_record(v), &schema),
                 })
                 .collect();
             request.add_rows(batch)?;
@@ -502,7 +502,7 @@ impl BigQueryLoader {
             b.add(v);
         }
         match &self.table_fields {
-            Some(t) => bqschema::widen(t, &b.fields()).0,
+            Some(t) => schema::widen(t, &b.fields()).0,
             None => b.fields(),
         }
     }
@@ -528,7 +528,7 @@ impl BigQueryLoader {
         if self.given.is_some() || !self.config.widen {
             return Ok(Vec::new());
         }
-        let (merged, added) = bqschema::widen(&current, &wanted);
+        let (merged, added) = schema::widen(&current, &wanted);
         if added.is_empty() {
             return Ok(added);
         }
@@ -620,7 +620,7 @@ impl BigQueryLoader {
         if let Some(field) = &c.partition_by_day {
             let mut tp = TimePartitioning::per_day();
             if field != "_PARTITIONTIME" {
-                let f = bqschema::find(wanted, field).with_context(|| {
+                let f = schema::find(wanted, field).with_context(|| {
                     format!(
                         "bigquery: partition_by_day = {field:?} is not a top-level column of \
                          the schema for {}.{} (column names: {})",
@@ -636,9 +636,9 @@ impl BigQueryLoader {
                 anyhow::ensure!(
                     matches!(
                         f.field_type,
-                        bqschema::FieldType::Timestamp
-                            | bqschema::FieldType::Other(bqschema::OtherType::Date)
-                            | bqschema::FieldType::Other(bqschema::OtherType::Datetime)
+                        schema::FieldType::Timestamp
+                            | schema::FieldType::Other(schema::OtherType::Date)
+                            | schema::FieldType::Other(schema::OtherType::Datetime)
                     ),
                     "bigquery: partition_by_day column {field:?} is {}, not TIMESTAMP or DATE \
                      (derived TIMESTAMPs come from `timestamp_fields` with RFC 3339 values)",

@@ -1,5 +1,5 @@
-//! Kafka stages on librdkafka (via `rdkafka`): the sink, the source, the dead-letter topic and
-//! topic creation.
+//! What the Kafka source, sink and dead letter share on librdkafka (via `rdkafka`): client
+//! settings, topic creation and the event-time header.
 //!
 //! Delivery is at-least-once end to end: the sink returns only once the broker acknowledged
 //! every record of a batch (or reported it failed, so the pipeline can dead-letter it), and the
@@ -10,9 +10,6 @@
 //! old tweets stamped with their `created_at` would be deleted by the next retention pass. The
 //! event time travels in the [`EVENT_TIME_HEADER`] header instead, and the source turns it back
 //! into the record's timestamp.
-
-mod producer;
-mod source;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,15 +22,12 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ConfigValue, CreateTopic};
 
-pub use producer::{KafkaDeadLetter, KafkaSink};
-pub use source::{KafkaCheckpoint, KafkaSource};
-
 /// The record's event time (decimal Unix milliseconds) on every message a Sluice producer
 /// writes; the source takes it as the record's timestamp and drops the header.
 pub const EVENT_TIME_HEADER: &str = "sluice.event_time";
 
 /// librdkafka settings: bootstrap servers, then the user's `properties`.
-fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> ClientConfig {
+pub fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     for (k, v) in properties {
@@ -43,7 +37,7 @@ fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> C
 }
 
 /// Sets `key` unless the user's `properties` already did.
-fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+pub fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
     if c.get(key).is_none() {
         c.set(key, value);
     }

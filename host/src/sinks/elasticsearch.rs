@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::wasm::Record;
+use crate::transform::Record;
 
 /// `[sinks.NAME] type = "elasticsearch"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +198,7 @@ impl Default for TemplateConfig {
 /// A record Elasticsearch refused for good (or that cannot be a document at all). The reason
 /// is Elasticsearch's error type and reason, e.g. `illegal_argument_exception: Limit of total
 /// fields [1000] has been exceeded`, with its cause when it gives one.
-pub use crate::sink::Rejected;
+pub use crate::sinks::Rejected;
 
 pub struct ElasticsearchSink {
     client: Elasticsearch,

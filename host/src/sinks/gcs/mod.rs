@@ -53,7 +53,7 @@ use flate2::write::GzEncoder;
 use google_cloud_storage::client::Storage;
 use serde::{Deserialize, Serialize};
 
-use crate::wasm::Record;
+use crate::transform::Record;
 
 mod delivery;
 pub use delivery::GcsDelivery;
@@ -86,7 +86,7 @@ pub struct GcsConfig {
     #[serde(default)]
     pub credentials: Option<String>,
     /// Rewrite each JSON record's keys to BigQuery column names (see
-    /// [`crate::bqschema::normalize_record`]) so the objects load into a derived schema.
+    /// [`crate::sinks::bigquery::schema::normalize_record`]) so the objects load into a derived schema.
     #[serde(default)]
     pub bigquery_names: bool,
     /// How long a failing upload is retried (with backoff) before `write`/`flush` fail.
@@ -98,7 +98,7 @@ pub struct GcsConfig {
     /// `[sinks.NAME.bigquery]`: load every finalized object into this table (see
     /// [`crate::bigquery`]). The sink itself does not use it.
     #[serde(default)]
-    pub bigquery: Option<crate::bigquery::BigQueryConfig>,
+    pub bigquery: Option<crate::sinks::bigquery::BigQueryConfig>,
 }
 
 pub const DEFAULT_OBJECT_NAME: &str = "{prefix}dt={date}/{stream}-{first}-{last}.ndjson.gz";
@@ -181,7 +181,7 @@ impl GcsConfig {
         if self
             .bigquery
             .as_ref()
-            .is_some_and(|b| b.mode != crate::bigquery::Mode::Load)
+            .is_some_and(|b| b.mode != crate::sinks::bigquery::Mode::Load)
         {
             return Err((
                 "bigquery.mode",
@@ -595,7 +595,7 @@ fn ratio(o: &OpenObject) -> f64 {
 fn bigquery_line(value: &[u8], out: &mut Vec<u8>) {
     match serde_json::from_slice::<serde_json::Value>(value) {
         Ok(v @ serde_json::Value::Object(_)) => {
-            let n = crate::bqschema::normalize_owned(v);
+            let n = crate::sinks::bigquery::schema::normalize_owned(v);
             serde_json::to_writer(&mut *out, &n).expect("a JSON value serialises");
         }
         // Not a JSON object: written as it is; a load job counts it as a bad record.

@@ -36,10 +36,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{FinishedObject, GcsConfig, GcsSink, retry_backoff as backoff};
-use crate::bigquery::{BigQueryLoader, LoadFailed};
-use crate::sink::Rejected;
-use crate::source::Positions;
-use crate::wasm::{DeadLetter, Record, StageOutput};
+use crate::sinks::Rejected;
+use crate::sinks::bigquery::{BigQueryLoader, LoadFailed};
+use crate::sources::Positions;
+use crate::transform::{DeadLetter, Record, StageOutput};
 
 /// What `_sluice/<prefix><stream>.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl GcsDelivery {
         };
         let derive = loader
             .as_ref()
-            .is_some_and(|l| l.config().schema == crate::bigquery::SchemaSetting::Derive);
+            .is_some_and(|l| l.config().schema == crate::sinks::bigquery::SchemaSetting::Derive);
         Ok(GcsDelivery {
             objects,
             loader,
