@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     build_plugins, free_port, generate_options, generate_start, host_bin, http, root, tempdir,
+    tweet_id,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -159,12 +160,8 @@ fn logs(c: &Container<GenericImage>) -> String {
 }
 
 /// Polls `ready` every 250 ms until it holds; panics with `what` after `limit`.
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} after {limit:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_until(what: &str, limit: Duration, ready: impl FnMut() -> bool) {
+    common::wait_until(what, limit, Duration::from_millis(250), ready);
 }
 
 /// Apache Kafka (KRaft, one node), configured the way the official image is: `KAFKA_*` variables.
@@ -886,14 +883,6 @@ fn read_all(brokers: &str, topic: &str) -> Vec<Msg> {
         ));
     }
     out
-}
-
-/// Tweet id of a JSON document (v1.1 `id_str` or v2 `data.id`).
-fn tweet_id(doc: &Value) -> Option<String> {
-    doc["id_str"]
-        .as_str()
-        .or(doc["data"]["id"].as_str())
-        .map(str::to_owned)
 }
 
 fn ids_of(messages: &[Msg]) -> Vec<String> {

@@ -11,18 +11,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::root;
 use serde_json::{Value, json};
 use sluice::sinks::bigquery::{BigQueryConfig, BigQueryLoader};
 use sluice::sinks::gcs::{FinishedObject, GcsConfig, GcsSink};
 use sluice::transform::Record;
 use tweetgen::TweetGenerator;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Runs `compose/<script> <cmd>` with extra environment; panics with its output on failure.
 fn compose(script: &str, cmd: &str, env: &[(&str, String)]) -> String {
@@ -155,11 +149,7 @@ fn drop_nested_end(v: &mut Value, depth: usize) {
 }
 
 fn tweet_id(v: &Value) -> String {
-    v.get("id_str")
-        .or_else(|| v.pointer("/data/id"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_string()
+    common::tweet_id(v).unwrap_or_else(|| panic!("no id in {v}"))
 }
 
 fn values(records: &[Record]) -> Vec<Value> {
@@ -828,12 +818,8 @@ async fn table_counts(loader: &BigQueryLoader, table: &str) -> (u64, u64) {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    common::wait_until(what, timeout, Duration::from_millis(500), done);
 }
 
 /// Every data object under `bucket/twitter/`, decompressed: tweet ids with repeats.

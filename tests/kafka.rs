@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -38,15 +38,6 @@ fn assert_reachable(bootstrap: &str) {
         "no Kafka broker at {bootstrap}: start one with `bash compose/kafka.sh start` \
          (`cargo xtask test` does) or set KAFKA_BOOTSTRAP"
     );
-}
-
-/// `name-<pid>-<nanos>`: topics and groups no other test (or earlier run) uses.
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 /// A number in `lo..hi` that differs between runs.
@@ -118,14 +109,6 @@ impl Drop for Running {
             let _ = c.wait();
         }
     }
-}
-
-/// Tweet id of a JSON document (v1.1 `id_str` or v2 `data.id`).
-fn tweet_id(doc: &Value) -> Option<String> {
-    doc["id_str"]
-        .as_str()
-        .or(doc["data"]["id"].as_str())
-        .map(str::to_owned)
 }
 
 /// Ids of the tweets a `generate` source with `seed` and `count` produces.

@@ -124,6 +124,41 @@ pub fn generate_options(seed: u64) -> GenerateOptions {
     }
 }
 
+/// `name-<pid>-<nanos>`: a name (topic, group, index) no other test or earlier run uses;
+/// lowercase when `name` is.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// Tweet id of a JSON document (v1.1 `id_str` or v2 `data.id`).
+pub fn tweet_id(doc: &serde_json::Value) -> Option<String> {
+    doc["id_str"]
+        .as_str()
+        .or(doc["data"]["id"].as_str())
+        .map(str::to_owned)
+}
+
+/// Polls `ready` every `every` until it holds; panics with `what` after `limit`.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({limit:?})"
+        );
+        std::thread::sleep(every);
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
