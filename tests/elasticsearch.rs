@@ -369,7 +369,7 @@ fn tweets_land_in_daily_indices_one_doc_per_id_with_the_template() {
     let mut cfg = config(&url, &prefix);
     cfg.template.total_fields_limit = 1500;
     let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
-    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    let rejected = rt.block_on(sink.write_records(&records)).unwrap();
     assert!(rejected.is_empty(), "{rejected:?}");
 
     let now_after = ymd(SystemTime::now()
@@ -449,20 +449,28 @@ fn writing_the_same_records_again_leaves_the_count_unchanged() {
     let rt = runtime();
     let cfg = config(&url, &prefix);
     let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
-    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert!(
+        rt.block_on(sink.write_records(&records))
+            .unwrap()
+            .is_empty()
+    );
     let pattern = format!("{prefix}-*");
     assert_eq!(count(&url, &pattern), 150);
 
     // The same range again, and part of it through a fresh sink with another split (as after
     // a restart of the pipeline).
-    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert!(
+        rt.block_on(sink.write_records(&records))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(count(&url, &pattern), 150);
     let mut cfg2 = cfg.clone();
     cfg2.bulk_max_docs = 7;
     cfg2.concurrency = 1;
     let mut sink2 = rt.block_on(ElasticsearchSink::connect(&cfg2)).unwrap();
     assert!(
-        rt.block_on(sink2.write(&records[40..90]))
+        rt.block_on(sink2.write_records(&records[40..90]))
             .unwrap()
             .is_empty()
     );
@@ -486,7 +494,7 @@ fn a_document_over_the_field_limit_is_rejected_with_the_reason_and_the_rest_inde
 
     let rt = runtime();
     let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
-    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    let rejected = rt.block_on(sink.write_records(&records)).unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].index, 4);
     assert!(
@@ -530,7 +538,7 @@ fn mapping_conflicts_and_non_documents_are_rejected_with_the_reason() {
 
     let rt = runtime();
     let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
-    let rejected = rt.block_on(sink.write(&records)).unwrap();
+    let rejected = rt.block_on(sink.write_records(&records)).unwrap();
     let at: Vec<usize> = rejected.iter().map(|r| r.index).collect();
     assert_eq!(at, [6, 7, 8, 9], "{rejected:?}");
     for r in &rejected[..2] {
@@ -579,13 +587,21 @@ fn ingest_time_and_fixed_index_names() {
         .unwrap()
         .as_millis() as i64);
     let records = [record(&tweet(1, DAY0_MS), Some(DAY0_MS))];
-    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert!(
+        rt.block_on(sink.write_records(&records))
+            .unwrap()
+            .is_empty()
+    );
     let month = format!("{prefix}-{}.{}", &before[..4], &before[4..6]);
     assert_eq!(count(&url, &month), 1, "{month}");
 
     cfg.index = format!("{prefix}-fixed");
     let mut sink = rt.block_on(ElasticsearchSink::connect(&cfg)).unwrap();
-    assert!(rt.block_on(sink.write(&records)).unwrap().is_empty());
+    assert!(
+        rt.block_on(sink.write_records(&records))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(count(&url, &format!("{prefix}-fixed")), 1);
     cleanup(&url, &prefix);
 }
@@ -632,7 +648,7 @@ fn server_down_mid_stream_then_back_loses_and_duplicates_nothing() {
         let progress = done.clone();
         let stream = tokio::spawn(async move {
             for batch in &batches {
-                let rejected = sink.write(batch).await?;
+                let rejected = sink.write_records(batch).await?;
                 anyhow::ensure!(rejected.is_empty(), "rejected: {rejected:?}");
                 progress.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(150)).await;
@@ -656,7 +672,7 @@ fn server_down_mid_stream_then_back_loses_and_duplicates_nothing() {
         // a sink with `retry_give_up` fails once that is over.
         let t0 = Instant::now();
         let err = impatient
-            .write(&[record(&tweet(9999, DAY0_MS), Some(DAY0_MS))])
+            .write_records(&[record(&tweet(9999, DAY0_MS), Some(DAY0_MS))])
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("giving up"), "{err:#}");

@@ -334,7 +334,7 @@ fn every_outcome_maps_to_the_right_records() {
     );
 }
 
-fn probe(grants: sluice::config::Grants) -> serde_json::Value {
+fn probe(grants: sluice::transform::Grants) -> serde_json::Value {
     let mut s = spec("wasi_probe", &[]);
     s.grants = grants;
     let (_, out) = run_stage(s, batch(1, &[]));
@@ -366,7 +366,7 @@ fn wasi_is_refused_unless_granted_and_then_empty_unless_opened() {
     std::fs::write(data.path().join("probe.txt"), "secret").unwrap();
     // SAFETY: tests in this binary read this variable only through the probe.
     unsafe { std::env::set_var("SLUICE_PROBE", "visible") };
-    let empty = probe(sluice::config::Grants {
+    let empty = probe(sluice::transform::Grants {
         wasi: true,
         ..Default::default()
     });
@@ -376,7 +376,7 @@ fn wasi_is_refused_unless_granted_and_then_empty_unless_opened() {
     );
 
     // Each grant opens exactly one thing (network is never granted).
-    let open = probe(sluice::config::Grants {
+    let open = probe(sluice::transform::Grants {
         wasi: true,
         env: vec!["SLUICE_PROBE".into()],
         dirs: [("/data".to_string(), data.path().to_path_buf())].into(),

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::root;
 use serde_json::{Value, json};
+use sluice::clients::gcp::FinishedObject;
 use sluice::sinks::bigquery::{BigQueryConfig, BigQueryLoader};
-use sluice::sinks::gcs::{FinishedObject, GcsConfig, GcsSink};
+use sluice::sinks::gcs::{GcsConfig, GcsSink};
 use sluice::transform::Record;
 use tweetgen::TweetGenerator;
 

@@ -578,18 +578,20 @@ fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
     stop_host(consumer.0.take().unwrap());
 
     // The source gives the records their event time back, and only as the timestamp.
-    let config: sluice::config::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
-        "brokers": brokers, "topics": [kept], "group_id": unique("old-source"),
-    }))
-    .unwrap();
+    let config: sluice::sources::kafka::KafkaSourceConfig =
+        serde_json::from_value(serde_json::json!({
+            "brokers": brokers, "topics": [kept], "group_id": unique("old-source"),
+        }))
+        .unwrap();
     let records = block_on(async {
+        use sluice::sources::Source as _;
         let mut source =
             sluice::sources::kafka::KafkaSource::new(&config, 500, Duration::from_millis(200))
                 .unwrap();
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while records.len() < n && Instant::now() < deadline {
-            records.extend(source.next_batch().await.unwrap().0);
+            records.extend(source.next_batch().await.unwrap().unwrap().records);
         }
         records
     });

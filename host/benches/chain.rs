@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice::config::{Pipeline, SourceConfig};
+use sluice::config::Pipeline;
+use sluice::sources::SourceConfig;
 use sluice::transform::chain::Chain;
 use sluice::transform::{Plugin, PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use sluice_transforms::{Enrich, FieldPrune, KeywordFilter, Outcome, Transform};
@@ -28,7 +29,7 @@ fn main() {
     let n = env_or("BENCH_RECORDS", 20_000);
     let runs = env_or("BENCH_RUNS", 5);
     let tweets = match &pipeline.config.source {
-        SourceConfig::Generate { tweets, .. } => tweets.clone(),
+        SourceConfig::Generate(g) => g.tweets.clone(),
         _ => GenerateOptions::default(),
     };
     let records = generate(&tweets, n);

@@ -4,6 +4,10 @@
 //! `__` separates key levels (`SLUICE_SOURCE__COUNT=100`,
 //! `SLUICE_TRANSFORMS__BTS__CONFIG__KEYWORDS=bts,army`). Every error names the key and where
 //! its value came from.
+//!
+//! This module knows the file's layout; each component's table is the component's own type,
+//! checked by the component (`validate`), and the errors come back here to be given the
+//! table's key and the value's origin.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +18,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use tweetgen::GenerateOptions;
+use crate::sinks::SinkConfig;
+use crate::sinks::dead_letter::DeadLetterConfig;
+use crate::sources::SourceConfig;
+use crate::transform::{RuntimeConfig, TransformConfig};
+use crate::util::Invalid;
 
 /// Prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -74,319 +82,6 @@ impl Default for PipelineSection {
             queue_batches: 4,
             max_record_bytes: ByteSize::mib(1),
             progress_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Synthetic tweets.
-    Generate {
-        /// Records to produce; 0 means endless.
-        count: u64,
-        /// Records per second; 0 means as fast as the pipeline takes them.
-        #[serde(default)]
-        rate: f64,
-        /// Shape of the tweets: seed, shares of bts/v2/retweets/wide tweets, timing.
-        #[serde(default)]
-        tweets: GenerateOptions,
-    },
-    /// NDJSON files, one record per line.
-    File {
-        /// Paths or glob patterns, relative to the pipeline file.
-        paths: Vec<String>,
-        /// Records per second; 0 means as fast as the pipeline takes them.
-        #[serde(default)]
-        rate: f64,
-        /// Start over at the end (for replay and soak runs).
-        #[serde(default, rename = "loop")]
-        repeat: bool,
-    },
-    /// Kafka topics, read as a consumer group with offsets committed only once every sink
-    /// holds the records.
-    Kafka(KafkaSourceConfig),
-    /// The Twitter API v2 filtered stream; `keywords` become stream rules.
-    Twitter(crate::sources::twitter::TwitterConfig),
-}
-
-/// `[source] type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
-    /// Bootstrap servers, `host:port[,host:port...]`.
-    pub brokers: String,
-    pub topics: Vec<String>,
-    /// Consumer group: pipelines with different groups each read every record.
-    pub group_id: String,
-    /// Where a group without committed offsets starts.
-    #[serde(default)]
-    pub start: StartPosition,
-    /// Acknowledged offsets are committed at most this often (and at rebalance and shutdown):
-    /// after a crash, up to this much is read again.
-    #[serde(default = "default_commit_interval", with = "humantime_serde")]
-    pub commit_interval: Duration,
-    /// Extra librdkafka consumer settings (e.g. `"session.timeout.ms" = 10000`).
-    #[serde(default)]
-    pub properties: BTreeMap<String, ConfigValue>,
-}
-
-fn default_commit_interval() -> Duration {
-    Duration::from_millis(250)
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StartPosition {
-    #[default]
-    Earliest,
-    Latest,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransformConfig {
-    /// Path of the plugin component (`.wasm`), relative to the pipeline file.
-    pub plugin: PathBuf,
-    /// If set, the plugin's SHA-256 (hex) must match before it is loaded.
-    pub sha256: Option<String>,
-    /// Wall-clock budget for one batch (enforced with epoch interruption).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Optional instruction budget for one batch (wasmtime fuel).
-    pub fuel: Option<u64>,
-    /// Cap on the plugin's linear memory.
-    #[serde(default = "default_memory")]
-    pub memory: ByteSize,
-    /// Re-create the instance after this many calls (guards against guests that leak).
-    #[serde(default = "default_recycle_calls")]
-    pub recycle_after_calls: u64,
-    /// Key/value pairs handed to the plugin's `init`. Arrays are joined with commas.
-    #[serde(default)]
-    pub config: BTreeMap<String, ConfigValue>,
-    /// Capabilities beyond pure computation. Nothing is granted by default.
-    #[serde(default)]
-    pub grants: Grants,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_memory() -> ByteSize {
-    ByteSize::mib(64)
-}
-fn default_recycle_calls() -> u64 {
-    10_000
-}
-
-/// A plugin config value as written in TOML; plugins receive it as a string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ConfigValue {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<ConfigValue>),
-}
-
-impl ConfigValue {
-    pub fn to_plugin_string(&self) -> String {
-        match self {
-            ConfigValue::Bool(b) => b.to_string(),
-            ConfigValue::Int(i) => i.to_string(),
-            ConfigValue::Float(f) => f.to_string(),
-            ConfigValue::Str(s) => s.clone(),
-            ConfigValue::List(items) => items
-                .iter()
-                .map(ConfigValue::to_plugin_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        }
-    }
-}
-
-/// WASI capabilities a plugin may be granted. Without `wasi = true` a plugin that imports any
-/// WASI interface is refused at load. With it, the plugin gets an empty WASI world: no files,
-/// no environment, no network, frozen clocks; each field below opens one thing.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Grants {
-    pub wasi: bool,
-    /// Environment variables passed through from the host, by name.
-    pub env: Vec<String>,
-    /// Read-only directories: guest path -> host path (relative to the pipeline file).
-    pub dirs: BTreeMap<String, PathBuf>,
-    /// Real wall and monotonic clocks (otherwise both read zero).
-    pub clocks: bool,
-    /// Let the plugin write to the host's stdout/stderr.
-    pub stdio: bool,
-}
-
-impl Grants {
-    pub fn any_beyond_wasi(&self) -> bool {
-        !self.env.is_empty() || !self.dirs.is_empty() || self.clocks || self.stdio
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// NDJSON files, rotated by size.
-    File {
-        /// Path of the first file; rotated files get `.1`, `.2`, ... before the extension.
-        path: PathBuf,
-        /// Start a new file once the current one reaches this size (0: never).
-        #[serde(default)]
-        rotate_bytes: ByteSize,
-    },
-    /// NDJSON on standard output.
-    Stdout,
-    /// A Kafka topic; a batch counts as written once the broker acknowledged every record.
-    Kafka(KafkaSinkConfig),
-    /// Elasticsearch (or OpenSearch) `_bulk`, into daily indices, with the tweet id as `_id`;
-    /// the index template is created or updated at start.
-    Elasticsearch(crate::sinks::elasticsearch::ElasticsearchConfig),
-    /// Gzip NDJSON objects in a GCS bucket, each loaded into BigQuery once finalized when
-    /// `[sinks.NAME.bigquery]` is set.
-    #[cfg(feature = "gcp")]
-    Gcs(crate::sinks::gcs::GcsConfig),
-    /// BigQuery streaming inserts (`insertAll`, tweet id as `insertId`).
-    #[cfg(feature = "gcp")]
-    Bigquery(crate::sinks::bigquery::BigQueryConfig),
-}
-
-/// `[sinks.NAME] type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSinkConfig {
-    pub brokers: String,
-    pub topic: String,
-    /// `all` (or `-1`), `1` or `0`.
-    #[serde(default = "default_acks")]
-    pub acks: ConfigValue,
-    #[serde(default)]
-    pub compression: Compression,
-    /// Idempotent producer: retries never duplicate or reorder within a partition.
-    #[serde(default)]
-    pub idempotent: bool,
-    /// Comma-separated JSON dot paths tried in order for the message key; a record where none
-    /// is present keeps its own key.
-    #[serde(default = "default_key_field")]
-    pub key_field: String,
-    /// Extra librdkafka producer settings (e.g. `"linger.ms" = 20`).
-    #[serde(default)]
-    pub properties: BTreeMap<String, ConfigValue>,
-    /// Create the topic at start if it does not exist.
-    pub create_topic: Option<CreateTopic>,
-    /// Which time stamps each message: when it is produced (default) or the record's event
-    /// time. The event time always travels in the `sluice.event_time` header.
-    #[serde(default)]
-    pub timestamp: MessageTimestamp,
-}
-
-/// `timestamp` of a Kafka sink.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageTimestamp {
-    /// The produce time. A broker's time-based retention counts from the message timestamp,
-    /// so this is the only safe choice for records dated in the past (replays, backfills).
-    #[default]
-    Now,
-    /// The record's event time (e.g. the tweet's `created_at`): a record older than the
-    /// topic's `retention.ms` is deleted by the broker's next retention pass, acknowledged or
-    /// not, and one outside `message.timestamp.{before,after}.max.ms` is refused.
-    Event,
-}
-
-fn default_acks() -> ConfigValue {
-    ConfigValue::Str("all".into())
-}
-fn default_key_field() -> String {
-    "id_str,data.id".into()
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-/// `[sinks.NAME.create_topic]`: how to create the topic if it is missing (an existing topic is
-/// left as it is). Unset numbers take the broker's defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CreateTopic {
-    pub partitions: Option<i32>,
-    pub replication: Option<i32>,
-    /// The topic's `retention.bytes` (per partition).
-    pub retention_bytes: Option<ByteSize>,
-    /// Other topic configs, e.g. `"cleanup.policy" = "delete"`.
-    pub configs: BTreeMap<String, ConfigValue>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DeadLetterConfig {
-    /// One JSON object per line: the record, the stage and plugin that failed it, and why.
-    File { path: PathBuf },
-    /// A Kafka topic: the record as it was (key, value, headers) plus the headers
-    /// `sluice.stage`, `sluice.reason` and, for transforms, `sluice.plugin`.
-    Kafka {
-        brokers: String,
-        topic: String,
-        /// Extra librdkafka producer settings.
-        #[serde(default)]
-        properties: BTreeMap<String, ConfigValue>,
-    },
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        DeadLetterConfig::File {
-            path: PathBuf::from("dead-letter.ndjson"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeConfig {
-    /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/sluice/wasm`.
-    pub cache_dir: Option<PathBuf>,
-    /// Granularity of plugin deadlines.
-    #[serde(with = "humantime_serde")]
-    pub epoch_tick: Duration,
-    /// Upper bound for any plugin's `memory`, reserved per pooled instance slot.
-    pub max_plugin_memory: ByteSize,
-    /// Plugin instances that may exist at once (pool slots).
-    pub max_instances: u32,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        Self {
-            cache_dir: None,
-            epoch_tick: Duration::from_millis(5),
-            max_plugin_memory: ByteSize::gib(1),
-            max_instances: 64,
         }
     }
 }
@@ -457,6 +152,25 @@ impl Pipeline {
         }
     }
 
+    /// A component's [`Invalid`] as a config error: `table` (e.g. `sinks.es`) before its key.
+    pub fn invalid(&self, table: &str, e: Invalid) -> ConfigError {
+        self.error(&format!("{table}.{}", e.key), e.message)
+    }
+
+    /// An error from opening the component at `table`: an [`Invalid`] in it becomes a config
+    /// error naming the key and its origin; anything else is said to come from `table`.
+    pub fn explain(&self, table: &str, e: anyhow::Error) -> anyhow::Error {
+        match e.downcast::<Invalid>() {
+            Ok(invalid) => self.invalid(table, invalid).into(),
+            Err(e) => e.context(format!("`{table}`")),
+        }
+    }
+
+    /// The pipeline file's directory, where relative paths start.
+    pub fn base_dir(&self) -> PathBuf {
+        self.resolve(Path::new(""))
+    }
+
     /// The transforms in chain order, with their names.
     pub fn chain(&self) -> impl Iterator<Item = (&str, &TransformConfig)> {
         self.config
@@ -499,112 +213,32 @@ impl Pipeline {
                 ));
             }
         }
-        match &c.source {
-            SourceConfig::Generate { tweets, rate, .. } => {
-                tweets
-                    .validate()
-                    .map_err(|m| self.error("source", m.to_string()))?;
-                check_rate(self, *rate)?;
-            }
-            SourceConfig::File { paths, rate, .. } => {
-                if paths.is_empty() {
-                    return Err(self.error("source.paths", "needs at least one path or glob"));
-                }
-                check_rate(self, *rate)?;
-            }
-            SourceConfig::Twitter(t) => {
-                t.validate()
-                    .map_err(|e| self.error("source", format!("{e:#}")))?;
-            }
-            SourceConfig::Kafka(k) => {
-                self.non_empty("source.brokers", &k.brokers)?;
-                self.non_empty("source.group_id", &k.group_id)?;
-                if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
-                    return Err(self.error("source.topics", "needs at least one topic name"));
-                }
-            }
-        }
+        c.source
+            .settings()
+            .validate()
+            .map_err(|e| self.invalid("source", e))?;
         if c.sinks.is_empty() {
             return Err(self.error("sinks", "a pipeline needs at least one sink"));
         }
         for (name, sink) in &c.sinks {
-            let keyed = |(key, message): (&str, String)| {
-                self.error(&format!("sinks.{name}.{key}"), message)
-            };
-            match sink {
-                SinkConfig::Elasticsearch(es) => es.validate().map_err(keyed)?,
-                #[cfg(feature = "gcp")]
-                SinkConfig::Gcs(g) => {
-                    g.validate().map_err(keyed)?;
-                    if let Some(bq) = &g.bigquery {
-                        bq.validate()
-                            .map_err(|(key, m)| keyed((&format!("bigquery.{key}"), m)))?;
-                    }
-                }
-                #[cfg(feature = "gcp")]
-                SinkConfig::Bigquery(bq) => {
-                    bq.validate().map_err(keyed)?;
-                    if bq.mode != crate::sinks::bigquery::Mode::Stream {
-                        return Err(keyed((
-                            "mode",
-                            "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load \
-                             jobs come from a gcs sink with `[sinks.NAME.bigquery]`"
-                                .into(),
-                        )));
-                    }
-                }
-                _ => {}
-            }
-            let SinkConfig::Kafka(k) = sink else { continue };
-            let key = |k: &str| format!("sinks.{name}.{k}");
-            self.non_empty(&key("brokers"), &k.brokers)?;
-            self.non_empty(&key("topic"), &k.topic)?;
-            if !matches!(k.acks.to_plugin_string().as_str(), "all" | "-1" | "0" | "1") {
-                return Err(self.error(&key("acks"), "must be \"all\", 1 or 0"));
-            }
-            if k.key_field.split(',').any(|p| p.trim().is_empty()) {
-                return Err(self.error(&key("key_field"), "has an empty path"));
-            }
-            if let Some(t) = &k.create_topic {
-                if t.partitions.is_some_and(|n| n < 1) {
-                    return Err(self.error(&key("create_topic.partitions"), "must be at least 1"));
-                }
-                if t.replication.is_some_and(|n| n < 1) {
-                    return Err(self.error(&key("create_topic.replication"), "must be at least 1"));
-                }
-            }
+            sink.settings()
+                .validate()
+                .map_err(|e| self.invalid(&format!("sinks.{name}"), e))?;
         }
-        if let DeadLetterConfig::Kafka { brokers, topic, .. } = &c.dead_letter {
-            self.non_empty("dead_letter.brokers", brokers)?;
-            self.non_empty("dead_letter.topic", topic)?;
-        }
+        c.dead_letter
+            .validate()
+            .map_err(|e| self.invalid("dead_letter", e))?;
         let max_memory = c.runtime.max_plugin_memory;
         for (name, t) in &c.transforms {
-            let key = |k: &str| format!("transforms.{name}.{k}");
-            if t.timeout.is_zero() {
-                return Err(self.error(&key("timeout"), "must be greater than zero"));
-            }
+            t.validate()
+                .map_err(|e| self.invalid(&format!("transforms.{name}"), e))?;
             if t.memory > max_memory {
                 return Err(self.error(
-                    &key("memory"),
+                    &format!("transforms.{name}.memory"),
                     format!(
                         "{} exceeds runtime.max_plugin_memory ({max_memory})",
                         t.memory
                     ),
-                ));
-            }
-            if t.fuel == Some(0) {
-                return Err(self.error(&key("fuel"), "must be greater than zero (or unset)"));
-            }
-            if let Some(pin) = &t.sha256
-                && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                return Err(self.error(&key("sha256"), "must be 64 hex digits"));
-            }
-            if t.grants.any_beyond_wasi() && !t.grants.wasi {
-                return Err(self.error(
-                    &key("grants.wasi"),
-                    "env, dirs, clocks and stdio grants need `wasi = true`",
                 ));
             }
             for (guest, host) in &t.grants.dirs {
@@ -618,22 +252,6 @@ impl Pipeline {
         }
         Ok(())
     }
-}
-
-impl Pipeline {
-    fn non_empty(&self, key: &str, value: &str) -> Result<(), ConfigError> {
-        if value.trim().is_empty() {
-            return Err(self.error(key, "must not be empty"));
-        }
-        Ok(())
-    }
-}
-
-fn check_rate(p: &Pipeline, rate: f64) -> Result<(), ConfigError> {
-    if !rate.is_finite() || rate < 0.0 {
-        return Err(p.error("source.rate", "must be a number >= 0"));
-    }
-    Ok(())
 }
 
 /// "environment variable SLUICE_PIPELINE__BATCH_SIZE" for key `pipeline.batch_size`.

@@ -6,10 +6,10 @@
 
 pub mod clients;
 pub mod config;
-pub mod json_key;
+pub mod event;
 pub mod pipeline;
-pub mod record;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;
 pub mod transform;
+pub mod util;

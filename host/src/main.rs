@@ -7,10 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use sluice::config::Pipeline;
+use sluice::event;
 use sluice::pipeline::{self, RunOptions};
-use sluice::record;
 use sluice::sinks::bigquery::schema::{DeriveOptions, SchemaBuilder, to_bq_json};
-use sluice::transform::chain::Chain;
 use sluice::transform::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use tracing_subscriber::EnvFilter;
 
@@ -173,10 +172,10 @@ fn check(path: &Path) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(path)?;
     let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
     let started = Instant::now();
-    let chain = Chain::from_pipeline(&runtime, &pipeline)?;
+    let chain = pipeline::load_chain(&runtime, &pipeline)?;
     // Within a runtime: the Kafka consumer registers with it (and checks its properties).
     tokio::runtime::Runtime::new()?
-        .block_on(async { sluice::sources::Source::from_pipeline(&pipeline).map(drop) })?;
+        .block_on(async { pipeline::open_source(&pipeline).map(drop) })?;
     println!("{}: ok", path.display());
     for stage in chain.stages() {
         println!(
@@ -196,11 +195,11 @@ fn check(path: &Path) -> anyhow::Result<()> {
 fn schema_bigquery(path: &Path, sample: u64) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(path)?;
     let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
-    let mut chain = Chain::from_pipeline(&runtime, &pipeline)?;
+    let mut chain = pipeline::load_chain(&runtime, &pipeline)?;
     let mut schema = SchemaBuilder::new(DeriveOptions::default());
     let (mut read, mut out) = (0u64, StageOutput::default());
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut source = sluice::sources::Source::from_pipeline(&pipeline)?;
+        let mut source = pipeline::open_source(&pipeline)?;
         while read < sample {
             let Some(batch) = source.next_batch().await? else {
                 break;
@@ -261,7 +260,7 @@ fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
         target.config.push((key.to_string(), value.to_string()));
     }
     let runtime = Runtime::new(RuntimeOptions::default())?;
-    let mut chain = Chain::load(&runtime, specs)?;
+    let mut chain = sluice::transform::chain::Chain::load(&runtime, specs)?;
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut lines = stdin.split(b'\n');
@@ -271,7 +270,7 @@ fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
         let mut batch: Vec<Record> = Vec::with_capacity(args.batch_size);
         for line in lines.by_ref().take(args.batch_size) {
             let line = line?;
-            batch.push(record::from_line(line.strip_suffix(b"\r").unwrap_or(&line)));
+            batch.push(event::from_line(line.strip_suffix(b"\r").unwrap_or(&line)));
         }
         if batch.is_empty() {
             break;

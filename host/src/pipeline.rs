@@ -20,10 +20,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Pipeline;
-use crate::sinks::{DeadLetterSink, Sink};
-use crate::sources::{Batch, Checkpoint, Positions, Source};
+use crate::event::{Checkpoint, DeadLetter, Positions, Record, StageOutput};
+use crate::sinks::dead_letter::DeadLetterSink;
+use crate::sinks::{Sink, SinkContext};
+use crate::sources::{Batch, Source, SourceContext};
 use crate::transform::chain::Chain;
-use crate::transform::{DeadLetter, Record, Runtime, RuntimeOptions, StageOutput};
+use crate::transform::{PluginSpec, Runtime, RuntimeOptions};
 
 /// Counters shared by the stages, read by the progress line and the summary.
 #[derive(Debug, Default)]
@@ -73,6 +75,67 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+/// Loads every plugin of the pipeline's chain and runs each one's `init`.
+pub fn load_chain(runtime: &Runtime, p: &Pipeline) -> anyhow::Result<Chain> {
+    let specs = p
+        .chain()
+        .map(|(name, t)| PluginSpec::from_config(name, t, |path| p.resolve(path)))
+        .collect();
+    Chain::load(runtime, specs).with_context(|| format!("in {}", p.file.display()))
+}
+
+/// The source, not yet connected.
+pub fn open_source(p: &Pipeline) -> anyhow::Result<Box<dyn Source>> {
+    let cx = SourceContext {
+        batch_size: p.config.pipeline.batch_size,
+        batch_timeout: p.config.pipeline.batch_timeout,
+        base_dir: p.base_dir(),
+    };
+    p.config
+        .source
+        .settings()
+        .open(&cx)
+        .map_err(|e| p.explain("source", e))
+}
+
+/// Every sink, connected, with the stage (`sinks.NAME`) named in its dead letters.
+pub async fn open_sinks(p: &Pipeline) -> anyhow::Result<Vec<(Arc<str>, Box<dyn Sink>)>> {
+    let mut sinks = Vec::new();
+    for (name, sink) in &p.config.sinks {
+        let table = format!("sinks.{name}");
+        let cx = SinkContext {
+            stage: Arc::from(table.as_str()),
+            base_dir: p.base_dir(),
+        };
+        let opened = sink
+            .settings()
+            .open(&cx)
+            .await
+            .map_err(|e| p.explain(&table, e))?;
+        sinks.push((cx.stage, opened));
+    }
+    Ok(sinks)
+}
+
+/// The dead-letter destination.
+pub async fn open_dead_letter(p: &Pipeline) -> anyhow::Result<DeadLetterSink> {
+    // Transform name -> plugin file, for the Kafka dead letter's `sluice.plugin` header.
+    let plugins = p
+        .config
+        .transforms
+        .iter()
+        .map(|(name, t)| {
+            let file = t.plugin.file_name().unwrap_or(t.plugin.as_os_str());
+            (name.clone(), file.to_string_lossy().into_owned())
+        })
+        .collect();
+    p.config
+        .dead_letter
+        .open(|path| p.resolve(path), plugins)
+        .await
+        .map_err(|e| p.explain("dead_letter", e))
+}
+
 /// Runs `pipeline` until its source ends or `shutdown` turns true; then drains and flushes.
 pub async fn run(
     pipeline: &Pipeline,
@@ -81,20 +144,10 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let cfg = &pipeline.config;
     let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime))?;
-    let mut chain = Chain::from_pipeline(&runtime, pipeline)?;
-    let mut source = Source::from_pipeline(pipeline)?;
-    let mut sinks = Vec::new();
-    for (name, sink) in &cfg.sinks {
-        // The stage named in dead letters of records this sink refuses.
-        let stage = Arc::<str>::from(format!("sinks.{name}"));
-        let sink = Sink::open(sink, stage.clone(), |p| pipeline.resolve(p))
-            .await
-            .with_context(|| format!("sink `{name}`"))?;
-        sinks.push((stage, sink));
-    }
-    let mut dead_letter = DeadLetterSink::open(pipeline)
-        .await
-        .context("dead-letter destination")?;
+    let mut chain = load_chain(&runtime, pipeline)?;
+    let mut source = open_source(pipeline)?;
+    let mut sinks = open_sinks(pipeline).await?;
+    let mut dead_letter = open_dead_letter(pipeline).await?;
 
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
@@ -340,7 +393,7 @@ fn far_future() -> tokio::time::Instant {
 /// Acknowledges, in order, the delivered batches no sink holds records of any more.
 fn release(
     held: &mut VecDeque<Held>,
-    sinks: &[(Arc<str>, Sink)],
+    sinks: &[(Arc<str>, Box<dyn Sink>)],
     ack: &mpsc::UnboundedSender<Checkpoint>,
 ) {
     while let Some((_, ranges)) = held.front() {
@@ -357,7 +410,7 @@ fn release(
 
 /// Dead-letters what sinks gave up on after the batch that carried it (a refused load job).
 async fn dead_letter_from_sinks(
-    sinks: &mut [(Arc<str>, Sink)],
+    sinks: &mut [(Arc<str>, Box<dyn Sink>)],
     dead_letter: &mut DeadLetterSink,
     stats: &Stats,
 ) -> anyhow::Result<()> {
@@ -379,7 +432,7 @@ async fn dead_letter_from_sinks(
 async fn deliver(
     out: &StageOutput,
     positions: &Positions,
-    sinks: &mut [(Arc<str>, Sink)],
+    sinks: &mut [(Arc<str>, Box<dyn Sink>)],
     dead_letter: &mut DeadLetterSink,
 ) -> anyhow::Result<usize> {
     let mut refused = Vec::new();

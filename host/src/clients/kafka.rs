@@ -20,7 +20,10 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::{ConfigValue, CreateTopic};
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::util::{ConfigValue, Invalid};
 
 /// The record's event time (decimal Unix milliseconds) on every message a Sluice producer
 /// writes; the source takes it as the record's timestamp and drops the header.
@@ -85,4 +88,29 @@ pub async fn create_topic(
         }
     }
     Ok(())
+}
+
+/// `[sinks.NAME.create_topic]`: how to create the topic if it is missing (an existing topic is
+/// left as it is). Unset numbers take the broker's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateTopic {
+    pub partitions: Option<i32>,
+    pub replication: Option<i32>,
+    /// The topic's `retention.bytes` (per partition).
+    pub retention_bytes: Option<ByteSize>,
+    /// Other topic configs, e.g. `"cleanup.policy" = "delete"`.
+    pub configs: BTreeMap<String, ConfigValue>,
+}
+
+impl CreateTopic {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.partitions.is_some_and(|n| n < 1) {
+            return Err(Invalid::new("partitions", "must be at least 1"));
+        }
+        if self.replication.is_some_and(|n| n < 1) {
+            return Err(Invalid::new("replication", "must be at least 1"));
+        }
+        Ok(())
+    }
 }

@@ -36,7 +36,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::transform::Record;
+use super::api::{Sink, SinkContext, SinkSettings};
+use crate::event::{Positions, Record, Rejected, StageOutput};
+use crate::util::{Backoff, Invalid, error_chain, excerpt, json_key};
 
 /// `[sinks.NAME] type = "elasticsearch"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -195,11 +197,6 @@ impl Default for TemplateConfig {
     }
 }
 
-/// A record Elasticsearch refused for good (or that cannot be a document at all). The reason
-/// is Elasticsearch's error type and reason, e.g. `illegal_argument_exception: Limit of total
-/// fields [1000] has been exceeded`, with its cause when it gives one.
-pub use crate::sinks::Rejected;
-
 pub struct ElasticsearchSink {
     client: Elasticsearch,
     url: String,
@@ -233,39 +230,39 @@ impl fmt::Debug for ElasticsearchSink {
 impl ElasticsearchConfig {
     /// Checks every setting without touching the network (`host check` runs it, and so does
     /// [`ElasticsearchSink::connect`]). The error names the offending key, relative to the sink.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        IndexPattern::parse(&self.index).map_err(|e| ("index", format!("{e:#}")))?;
-        base_url(&self.url).map_err(|e| ("url", format!("{e:#}")))?;
+    pub fn validate(&self) -> Result<(), Invalid> {
+        IndexPattern::parse(&self.index).map_err(|e| Invalid::new("index", format!("{e:#}")))?;
+        base_url(&self.url).map_err(|e| Invalid::new("url", format!("{e:#}")))?;
         if self.bulk_max_docs == 0 {
-            return Err(("bulk_max_docs", "must be at least 1".into()));
+            return Err(Invalid::new("bulk_max_docs", "must be at least 1"));
         }
         if self.concurrency == 0 {
-            return Err(("concurrency", "must be at least 1".into()));
+            return Err(Invalid::new("concurrency", "must be at least 1"));
         }
         if self.bulk_max_bytes.as_u64() == 0 {
-            return Err(("bulk_max_bytes", "must be above 0".into()));
+            return Err(Invalid::new("bulk_max_bytes", "must be above 0"));
         }
         if self.id_field.split(',').any(|p| p.trim().is_empty()) {
-            return Err(("id_field", "has an empty path".into()));
+            return Err(Invalid::new("id_field", "has an empty path"));
         }
         if self.username_env.is_some() != self.password_env.is_some() {
-            return Err((
+            return Err(Invalid::new(
                 "password_env",
-                "set both `username_env` and `password_env`, or neither".into(),
+                "set both `username_env` and `password_env`, or neither",
             ));
         }
         if self.template.enabled {
             if self.template.name.trim().is_empty() {
-                return Err(("template.name", "must not be empty".into()));
+                return Err(Invalid::new("template.name", "must not be empty"));
             }
             if self.template.patterns.is_empty() {
-                return Err((
+                return Err(Invalid::new(
                     "template.patterns",
-                    "needs at least one index pattern".into(),
+                    "needs at least one index pattern",
                 ));
             }
             template_body(&self.template)
-                .map_err(|e| ("template.extra_mappings", format!("{e:#}")))?;
+                .map_err(|e| Invalid::new("template.extra_mappings", format!("{e:#}")))?;
         }
         Ok(())
     }
@@ -278,14 +275,33 @@ fn base_url(url: &str) -> anyhow::Result<Url> {
     Url::parse(&format!("{url}/")).with_context(|| format!("{url:?} is not a URL"))
 }
 
+#[async_trait::async_trait]
+impl SinkSettings for ElasticsearchConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        ElasticsearchConfig::validate(self)
+    }
+
+    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        Ok(Box::new(ElasticsearchSink::connect(self).await?))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for ElasticsearchSink {
+    /// Returns once Elasticsearch indexed or rejected each record.
+    async fn write(&mut self, out: &StageOutput, _: &Positions) -> anyhow::Result<Vec<Rejected>> {
+        self.write_records(&out.records).await
+    }
+}
+
 impl ElasticsearchSink {
     /// Builds the client, checks that the cluster answers, and creates or updates the index
     /// template (unless `template.enabled = false`).
     pub async fn connect(cfg: &ElasticsearchConfig) -> anyhow::Result<Self> {
         cfg.validate()
-            .map_err(|(key, e)| anyhow::anyhow!("elasticsearch sink: `{key}`: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("elasticsearch sink: {e}"))?;
         let pattern = IndexPattern::parse(&cfg.index)?;
-        let id_paths = crate::json_key::parse_paths(&cfg.id_field);
+        let id_paths = json_key::parse_paths(&cfg.id_field);
         let url = cfg.url.trim_end_matches('/').to_string();
         let parsed = base_url(&url)?;
         let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
@@ -310,7 +326,7 @@ impl ElasticsearchSink {
             let body = info.text().await.unwrap_or_default();
             bail!(
                 "Elasticsearch at {url} answered HTTP {status} to GET /: {}",
-                excerpt(&body)
+                excerpt(&body, 300)
             );
         }
         let info: Value = info
@@ -366,7 +382,7 @@ impl ElasticsearchSink {
     /// retried with backoff while the records stay in memory (only this batch); an `Err` means
     /// the sink failed: `retry_give_up` ran out, or the server refused the request as a whole
     /// for a reason retrying cannot fix (authentication, a malformed request).
-    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
+    pub async fn write_records(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
         let mut rejected = Vec::new();
         let mut pending: Vec<usize> = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
@@ -381,7 +397,7 @@ impl ElasticsearchSink {
         }
         let ingest_ms = Utc::now().timestamp_millis();
         let mut max_docs = self.max_docs;
-        let mut delay = self.retry_initial;
+        let mut waits = Backoff::doubling(self.retry_initial, self.retry_max);
         let mut failing_since: Option<Instant> = None;
         let mut rounds = 0u32;
 
@@ -488,7 +504,7 @@ impl ElasticsearchSink {
                 failing_since = None;
             }
             let since = *failing_since.get_or_insert_with(Instant::now);
-            let mut wait = delay;
+            let mut wait = waits.next_wait();
             if let Some(give_up) = self.retry_give_up {
                 let spent = since.elapsed();
                 if spent >= give_up {
@@ -512,7 +528,6 @@ impl ElasticsearchSink {
                 records.len()
             );
             tokio::time::sleep(wait).await;
-            delay = (delay * 2).min(self.retry_max);
         }
         rejected.sort_unstable_by_key(|r| r.index);
         Ok(rejected)
@@ -557,7 +572,7 @@ impl ElasticsearchSink {
         body.extend_from_slice(b"{\"index\":{\"_index\":\"");
         body.extend_from_slice(name.as_bytes());
         body.push(b'"');
-        if crate::json_key::find(&record.value, &self.id_paths, &mut self.id) {
+        if json_key::find(&record.value, &self.id_paths, &mut self.id) {
             body.extend_from_slice(b",\"_id\":");
             let id = std::str::from_utf8(&self.id).expect("ids are copied from JSON strings");
             serde_json::to_writer(&mut *body, id).expect("writing to a Vec cannot fail");
@@ -696,7 +711,7 @@ async fn bulk_outcome(client: &Elasticsearch, body: &[u8]) -> Outcome {
         Ok(r) => Outcome::Items(r.items.into_iter().map(|i| i.index).collect()),
         Err(e) => Outcome::Fatal(format!(
             "unreadable _bulk response ({e}): {}",
-            excerpt(&String::from_utf8_lossy(&bytes))
+            excerpt(&String::from_utf8_lossy(&bytes), 300)
         )),
     }
 }
@@ -741,36 +756,10 @@ fn body_reason(bytes: &[u8]) -> String {
             error: Some(e @ Value::Object(_)),
         }) => match serde_json::from_value::<EsError>(e) {
             Ok(e) => error_reason(Some(&e)),
-            Err(_) => excerpt(&String::from_utf8_lossy(bytes)),
+            Err(_) => excerpt(&String::from_utf8_lossy(bytes), 300),
         },
-        _ => excerpt(&String::from_utf8_lossy(bytes)),
+        _ => excerpt(&String::from_utf8_lossy(bytes), 300),
     }
-}
-
-fn excerpt(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_string(),
-    }
-}
-
-/// An error with its sources (reqwest hides "connection refused" two levels down), without
-/// reqwest's "error sending request for url (...)" preamble when there is a cause.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    if parts.len() > 1 && parts[0].starts_with("error sending request") {
-        parts.remove(0);
-    }
-    parts.join(": ")
 }
 
 // ---------------------------------------------------------------- index template
@@ -840,10 +829,9 @@ pub fn template_body(t: &TemplateConfig) -> anyhow::Result<Value> {
     settings["number_of_shards"] = json!(t.shards);
     let mut mappings = tweet_mappings();
     if let Some(extra) = t.extra_mappings.as_deref().filter(|s| !s.trim().is_empty()) {
-        let extra: Value = serde_json::from_str(extra)
-            .context("elasticsearch sink: `template.extra_mappings` is not JSON")?;
+        let extra: Value = serde_json::from_str(extra).context("not JSON")?;
         if !extra.is_object() {
-            bail!("elasticsearch sink: `template.extra_mappings` must be a JSON object");
+            bail!("must be a JSON object");
         }
         merge(&mut mappings, extra);
     }
@@ -1100,10 +1088,9 @@ mod tests {
     use super::*;
 
     fn id(json: &str, spec: &str) -> Option<String> {
-        let paths = crate::json_key::parse_paths(spec);
+        let paths = json_key::parse_paths(spec);
         let mut out = Vec::new();
-        crate::json_key::find(json.as_bytes(), &paths, &mut out)
-            .then(|| String::from_utf8(out).unwrap())
+        json_key::find(json.as_bytes(), &paths, &mut out).then(|| String::from_utf8(out).unwrap())
     }
 
     #[test]
@@ -1368,7 +1355,7 @@ mod tests {
         let mut sink = ElasticsearchSink::connect(&fake_config(&f.url))
             .await
             .unwrap();
-        let rejected = sink.write(&docs(5)).await.unwrap();
+        let rejected = sink.write_records(&docs(5)).await.unwrap();
         assert_eq!(
             rejected,
             [Rejected {
@@ -1391,7 +1378,7 @@ mod tests {
         cfg.retry_give_up = Some(Duration::from_millis(200));
         let mut sink = ElasticsearchSink::connect(&cfg).await.unwrap();
         let t0 = Instant::now();
-        let err = format!("{:#}", sink.write(&docs(3)).await.unwrap_err());
+        let err = format!("{:#}", sink.write_records(&docs(3)).await.unwrap_err());
         assert!(err.contains("giving up") && err.contains("503"), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(2));
 
@@ -1399,7 +1386,7 @@ mod tests {
         let mut sink = ElasticsearchSink::connect(&fake_config(&f.url))
             .await
             .unwrap();
-        let err = format!("{:#}", sink.write(&docs(3)).await.unwrap_err());
+        let err = format!("{:#}", sink.write_records(&docs(3)).await.unwrap_err());
         assert!(
             err.contains("401") && err.contains("scripted failure"),
             "{err}"
@@ -1410,7 +1397,7 @@ mod tests {
             .await
             .unwrap();
         // 4 -> 413: halves; [0, 1] -> 413, [2, 3] -> 413: ones; [0] -> 413: too large alone.
-        let rejected = sink.write(&docs(4)).await.unwrap();
+        let rejected = sink.write_records(&docs(4)).await.unwrap();
         let bodies = f.bodies.lock().unwrap();
         let sizes: Vec<usize> = bodies.iter().map(|b| ids_in(b).len()).collect();
         assert_eq!(sizes, [4, 2, 2, 1, 1, 1, 1]);
@@ -1427,9 +1414,9 @@ mod tests {
         cfg.bulk_max_docs = 3;
         let mut sink = ElasticsearchSink::connect(&cfg).await.unwrap();
         // 4 documents, 2 slots: 2 + 2 rather than 3 + 1.
-        assert!(sink.write(&docs(4)).await.unwrap().is_empty());
+        assert!(sink.write_records(&docs(4)).await.unwrap().is_empty());
         // 10 documents: full requests of 3.
-        assert!(sink.write(&docs(10)).await.unwrap().is_empty());
+        assert!(sink.write_records(&docs(10)).await.unwrap().is_empty());
         let mut sizes: Vec<usize> = f
             .bodies
             .lock()
@@ -1447,7 +1434,7 @@ mod tests {
         let mut records = docs(6);
         records[2].value = format!(r#"{{"id_str":"2","text":"{}"}}"#, "x".repeat(300)).into_bytes();
         records[3].value = b"{\n  \"id_str\": \"3\"\n}".to_vec();
-        assert!(sink.write(&records).await.unwrap().is_empty());
+        assert!(sink.write_records(&records).await.unwrap().is_empty());
         let bodies = f.bodies.lock().unwrap();
         let split: Vec<Vec<String>> = bodies.iter().map(|b| ids_in(b)).collect();
         assert_eq!(

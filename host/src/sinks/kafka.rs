@@ -1,7 +1,7 @@
 //! The Kafka sink and the Kafka dead-letter destination, on one producer type that sends a
 //! batch and waits for every delivery report.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,13 +15,135 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
 use tokio::sync::Notify;
 
-use crate::clients::kafka::{EVENT_TIME_HEADER, client_config, set_default};
-use crate::config::{KafkaSinkConfig, MessageTimestamp, Pipeline};
-use crate::json_key;
-use crate::sinks::Rejected;
-use crate::transform::{DeadLetter, Record};
+use super::api::{Sink, SinkContext, SinkSettings};
+use crate::clients::kafka::{CreateTopic, EVENT_TIME_HEADER, client_config, set_default};
+use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
+use crate::util::{ConfigValue, Invalid, json_key};
+
+/// `[sinks.NAME] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// `all` (or `-1`), `1` or `0`.
+    #[serde(default = "default_acks")]
+    pub acks: ConfigValue,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Idempotent producer: retries never duplicate or reorder within a partition.
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Comma-separated JSON dot paths tried in order for the message key; a record where none
+    /// is present keeps its own key.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Extra librdkafka producer settings (e.g. `"linger.ms" = 20`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, ConfigValue>,
+    /// Create the topic at start if it does not exist.
+    pub create_topic: Option<CreateTopic>,
+    /// Which time stamps each message: when it is produced (default) or the record's event
+    /// time. The event time always travels in the `sluice.event_time` header.
+    #[serde(default)]
+    pub timestamp: MessageTimestamp,
+}
+
+/// `timestamp` of a Kafka sink.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageTimestamp {
+    /// The produce time. A broker's time-based retention counts from the message timestamp,
+    /// so this is the only safe choice for records dated in the past (replays, backfills).
+    #[default]
+    Now,
+    /// The record's event time (e.g. the tweet's `created_at`): a record older than the
+    /// topic's `retention.ms` is deleted by the broker's next retention pass, acknowledged or
+    /// not, and one outside `message.timestamp.{before,after}.max.ms` is refused.
+    Event,
+}
+
+fn default_acks() -> ConfigValue {
+    ConfigValue::Str("all".into())
+}
+fn default_key_field() -> String {
+    "id_str,data.id".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl KafkaSinkConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        Invalid::non_empty("brokers", &self.brokers)?;
+        Invalid::non_empty("topic", &self.topic)?;
+        if !matches!(
+            self.acks.to_plugin_string().as_str(),
+            "all" | "-1" | "0" | "1"
+        ) {
+            return Err(Invalid::new("acks", "must be \"all\", 1 or 0"));
+        }
+        if self.key_field.split(',').any(|p| p.trim().is_empty()) {
+            return Err(Invalid::new("key_field", "has an empty path"));
+        }
+        if let Some(t) = &self.create_topic {
+            t.validate().map_err(|e| e.within("create_topic"))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl SinkSettings for KafkaSinkConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.check()
+    }
+
+    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::open(self).await?))
+    }
+}
+
+/// `[dead_letter] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaDeadLetterConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Extra librdkafka producer settings.
+    #[serde(default)]
+    pub properties: BTreeMap<String, ConfigValue>,
+}
+
+impl KafkaDeadLetterConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        Invalid::non_empty("brokers", &self.brokers)?;
+        Invalid::non_empty("topic", &self.topic)
+    }
+}
 
 /// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
 /// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
@@ -141,6 +263,14 @@ pub struct KafkaSink {
     timestamp: MessageTimestamp,
 }
 
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    /// Returns once the broker acknowledged or refused each record.
+    async fn write(&mut self, out: &StageOutput, _: &Positions) -> anyhow::Result<Vec<Rejected>> {
+        self.send_all(&out.records).await
+    }
+}
+
 impl KafkaSink {
     pub async fn open(c: &KafkaSinkConfig) -> anyhow::Result<Self> {
         if let Some(spec) = &c.create_topic {
@@ -170,7 +300,7 @@ impl KafkaSink {
     }
 
     /// Sends every record and waits for its delivery report; returns the ones that failed.
-    pub async fn write(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
+    async fn send_all(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
         for (i, r) in records.iter().enumerate() {
             let key = if json_key::find(&r.value, &self.key_paths, &mut self.key) {
                 Some(&self.key[..])
@@ -202,30 +332,16 @@ pub struct KafkaDeadLetter {
 }
 
 impl KafkaDeadLetter {
-    pub fn open(p: &Pipeline) -> anyhow::Result<Self> {
-        let crate::config::DeadLetterConfig::Kafka {
-            brokers,
-            topic,
-            properties,
-        } = &p.config.dead_letter
-        else {
-            anyhow::bail!("not a Kafka dead letter");
-        };
-        let mut config = client_config(brokers, properties);
+    pub fn open(
+        c: &KafkaDeadLetterConfig,
+        plugins: HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let mut config = client_config(&c.brokers, &c.properties);
         // A dead letter that is lost is a record that is lost.
         set_default(&mut config, "acks", "all");
-        let plugins = p
-            .config
-            .transforms
-            .iter()
-            .map(|(name, t)| {
-                let file = t.plugin.file_name().unwrap_or(t.plugin.as_os_str());
-                (name.clone(), file.to_string_lossy().into_owned())
-            })
-            .collect();
         Ok(Self {
             producer: BatchProducer::new(&config)?,
-            topic: topic.clone(),
+            topic: c.topic.clone(),
             plugins,
         })
     }

@@ -5,6 +5,7 @@
 //! checkpoints taken under an older assignment of a partition are never committed: the new
 //! owner re-reads from the last commit (duplicates are possible, loss is not).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,26 +17,62 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::api::{Batch, Source, SourceContext, SourceSettings};
 use crate::clients::kafka::{EVENT_TIME_HEADER, client_config, set_default};
-use crate::config::{KafkaSourceConfig, StartPosition};
-use crate::sources::Positions;
-use crate::transform::{Header, Record};
+use crate::event::{Checkpoint, Header, PartitionOffset, Positions, Record};
+use crate::util::{ConfigValue, Invalid};
 
-/// Where a batch ends, per partition: the next offset to read.
-#[derive(Debug, Default)]
-pub struct KafkaCheckpoint {
-    offsets: Vec<PartitionOffset>,
+/// `[source] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// Consumer group: pipelines with different groups each read every record.
+    pub group_id: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Acknowledged offsets are committed at most this often (and at rebalance and shutdown):
+    /// after a crash, up to this much is read again.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Extra librdkafka consumer settings (e.g. `"session.timeout.ms" = 10000`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, ConfigValue>,
 }
 
-#[derive(Debug)]
-struct PartitionOffset {
-    topic: String,
-    partition: i32,
-    /// The assignment the records were read under (see [`Assigned::epoch`]).
-    epoch: u64,
-    next: i64,
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(250)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl SourceSettings for KafkaSourceConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        Invalid::non_empty("brokers", &self.brokers)?;
+        Invalid::non_empty("group_id", &self.group_id)?;
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(Invalid::new("topics", "needs at least one topic name"));
+        }
+        Ok(())
+    }
+
+    fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
+        let source = KafkaSource::new(self, cx.batch_size, cx.batch_timeout)
+            .map_err(|e| Invalid::new("properties", format!("{e:#}")))?;
+        Ok(Box::new(source))
+    }
 }
 
 /// A partition this consumer owns.
@@ -193,15 +230,13 @@ impl KafkaSource {
 
     /// Up to `batch_size` records, or what arrived within `batch_timeout` (maybe nothing: the
     /// pipeline then comes back after committing what was acknowledged meanwhile).
-    pub async fn next_batch(
-        &mut self,
-    ) -> anyhow::Result<(Vec<Record>, KafkaCheckpoint, Positions)> {
+    async fn read_batch(&mut self) -> anyhow::Result<Batch> {
         // One timer and one stream per batch, not per message.
         let timeout = tokio::time::sleep(self.batch_timeout);
         tokio::pin!(timeout);
         let mut stream = self.consumer.stream();
         let mut records = Vec::new();
-        let mut checkpoint = KafkaCheckpoint::default();
+        let mut checkpoint = Checkpoint::default();
         let mut of = Vec::new();
         while records.len() < self.batch_size {
             let message = tokio::select! {
@@ -229,11 +264,15 @@ impl KafkaSource {
             .iter()
             .map(|p| Arc::<str>::from(format!("{}-{}", p.topic, p.partition)))
             .collect();
-        Ok((records, checkpoint, Positions::Offsets { streams, of }))
+        Ok(Batch {
+            records,
+            checkpoint,
+            positions: Some(Positions::Offsets { streams, of }),
+        })
     }
 
     /// Notes the message in the checkpoint; returns its partition's index there.
-    fn track(&self, checkpoint: &mut KafkaCheckpoint, m: &BorrowedMessage<'_>) -> u32 {
+    fn track(&self, checkpoint: &mut Checkpoint, m: &BorrowedMessage<'_>) -> u32 {
         let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
         if let Some(i) = checkpoint
             .offsets
@@ -266,7 +305,7 @@ impl KafkaSource {
     /// was read, and commits what is acknowledged once `commit_interval` has passed
     /// (asynchronously: a failure is logged and covered by the next commit). An empty
     /// checkpoint (an empty batch) only gives a due commit its chance.
-    pub fn commit(&mut self, checkpoint: KafkaCheckpoint) -> anyhow::Result<()> {
+    fn commit_batch(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
         if !checkpoint.offsets.is_empty() {
             let mut state = self.consumer.context().state.lock().unwrap();
             for p in &checkpoint.offsets {
@@ -301,6 +340,17 @@ impl KafkaSource {
             self.consumer.commit(&tpl, mode)?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self) -> anyhow::Result<Option<Batch>> {
+        self.read_batch().await.map(Some)
+    }
+
+    async fn commit(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        self.commit_batch(checkpoint)
     }
 }
 

@@ -30,7 +30,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::transform::{Header, Record};
+use crate::event::{Header, Record};
+use crate::sources::api::{Batch, Source, SourceContext, SourceSettings};
+use crate::util::{Backoff, Invalid, error_chain, excerpt};
 
 /// Header carrying the tags of the rules a tweet matched, joined by `,` (a rule without a tag
 /// contributes its id).
@@ -183,32 +185,36 @@ impl Default for TwitterConfig {
 }
 
 impl TwitterConfig {
-    /// Checks the options; the message names the offending key.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the options; the error names the offending key.
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.keywords.iter().all(|k| k.trim().is_empty()) {
-            bail!("twitter source: `keywords` is empty: the stream would deliver nothing");
+            return Err(Invalid::new(
+                "keywords",
+                "is empty: the stream would deliver nothing",
+            ));
         }
         if let Some(k) = self.keywords.iter().find(|k| k.trim().len() > MAX_RULE_LEN) {
-            bail!("twitter source: keyword {k:?} is longer than {MAX_RULE_LEN} characters");
+            return Err(Invalid::new(
+                "keywords",
+                format!("{k:?} is longer than {MAX_RULE_LEN} characters"),
+            ));
         }
-        if self.bearer_token_env.trim().is_empty() {
-            bail!("twitter source: `bearer_token_env` must name an environment variable");
-        }
+        Invalid::non_empty("bearer_token_env", &self.bearer_token_env)?;
         if !(self.backoff_scale.is_finite() && self.backoff_scale > 0.0) {
-            bail!(
-                "twitter source: `backoff_scale` must be a positive number, got {}",
-                self.backoff_scale
-            );
+            return Err(Invalid::new(
+                "backoff_scale",
+                format!("must be a positive number, got {}", self.backoff_scale),
+            ));
         }
         if self.stall_timeout.is_zero() {
-            bail!("twitter source: `stall_timeout` must be more than zero");
+            return Err(Invalid::new("stall_timeout", "must be more than zero"));
         }
-        Url::parse(&self.base_url).with_context(|| {
-            format!(
-                "twitter source: `base_url` {:?} is not a URL",
-                self.base_url
-            )
-        })?;
+        if let Err(e) = Url::parse(&self.base_url) {
+            return Err(Invalid::new(
+                "base_url",
+                format!("{:?} is not a URL: {e}", self.base_url),
+            ));
+        }
         Ok(())
     }
 
@@ -255,6 +261,46 @@ impl TwitterConfig {
             url.set_query(None);
         }
         Ok(url)
+    }
+}
+
+impl SourceSettings for TwitterConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        TwitterConfig::validate(self)
+    }
+
+    fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
+        Ok(Box::new(LazyStream {
+            config: self.clone(),
+            stream: None,
+            batch: cx.batch_size,
+            wait: cx.batch_timeout,
+        }))
+    }
+}
+
+/// The stream, connected on the first read so that `host check` and start-up errors of other
+/// stages do not touch the API.
+struct LazyStream {
+    config: TwitterConfig,
+    stream: Option<TwitterSource>,
+    batch: usize,
+    wait: Duration,
+}
+
+#[async_trait::async_trait]
+impl Source for LazyStream {
+    /// A stream never ends: an empty batch means nothing arrived within the batch timeout.
+    async fn next_batch(&mut self) -> anyhow::Result<Option<Batch>> {
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => self
+                .stream
+                .insert(TwitterSource::connect(&self.config).await?),
+        };
+        Ok(Some(Batch::of(
+            stream.next_batch(self.batch, self.wait).await?,
+        )))
     }
 }
 
@@ -308,28 +354,29 @@ enum Failure {
 }
 
 /// Reconnect waits as Twitter documents them, scaled by `backoff_scale`, capped by `max_backoff`.
-#[derive(Debug, Default)]
-struct Backoff {
-    network: u32,
-    http: u32,
-    rate: u32,
+#[derive(Debug)]
+struct Backoffs {
+    network: Backoff,
+    http: Backoff,
+    rate: Backoff,
 }
 
-impl Backoff {
+impl Default for Backoffs {
+    fn default() -> Self {
+        Self {
+            network: Backoff::linear(Duration::from_millis(250), Duration::from_secs(16)),
+            http: Backoff::doubling(Duration::from_secs(5), Duration::from_secs(320)),
+            rate: Backoff::doubling(Duration::from_secs(60), Duration::MAX),
+        }
+    }
+}
+
+impl Backoffs {
     fn next(&mut self, failure: Failure, scale: f64, max: Duration) -> Duration {
         let base = match failure {
-            Failure::Network => {
-                self.network = self.network.saturating_add(1);
-                (Duration::from_millis(250) * self.network).min(Duration::from_secs(16))
-            }
-            Failure::Http => {
-                self.http = self.http.saturating_add(1);
-                exponential(Duration::from_secs(5), self.http).min(Duration::from_secs(320))
-            }
-            Failure::RateLimited { .. } => {
-                self.rate = self.rate.saturating_add(1);
-                exponential(Duration::from_secs(60), self.rate)
-            }
+            Failure::Network => self.network.next_wait(),
+            Failure::Http => self.http.next_wait(),
+            Failure::RateLimited { .. } => self.rate.next_wait(),
         };
         let mut wait = base.mul_f64(scale);
         if let Failure::RateLimited {
@@ -343,14 +390,6 @@ impl Backoff {
         }
         wait.min(max)
     }
-}
-
-/// `base * 2^(attempt-1)`, saturating.
-fn exponential(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    base.saturating_mul(factor)
 }
 
 struct Connection {
@@ -368,7 +407,7 @@ pub struct TwitterSource {
     conn: Option<Connection>,
     /// While disconnected: when to try again (`None`: now).
     retry_at: Option<Instant>,
-    backoff: Backoff,
+    backoff: Backoffs,
     /// Bytes of an incomplete line.
     partial: Vec<u8>,
     ready: VecDeque<Record>,
@@ -419,7 +458,7 @@ impl TwitterSource {
             token,
             conn: None,
             retry_at: None,
-            backoff: Backoff::default(),
+            backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
             fatal: None,
@@ -463,7 +502,9 @@ impl TwitterSource {
                         Ok(Ok(None)) => {
                             self.disconnect("the server ended the stream".into(), false)
                         }
-                        Ok(Err(e)) => self.disconnect(format!("read error: {}", chain(&e)), false),
+                        Ok(Err(e)) => {
+                            self.disconnect(format!("read error: {}", error_chain(&e)), false)
+                        }
                         Err(_) if Instant::now() >= stall_at => {
                             let why = format!(
                                 "stalled: no data or keep-alive for {}",
@@ -502,7 +543,7 @@ impl TwitterSource {
         // A server that accepts the connection but never answers counts as stalled.
         let response = match tokio::time::timeout(self.cfg.stall_timeout, request).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return self.connect_failed(Failure::Network, chain(&e)),
+            Ok(Err(e)) => return self.connect_failed(Failure::Network, error_chain(&e)),
             Err(_) => {
                 return self
                     .connect_failed(Failure::Network, "no response within stall_timeout".into());
@@ -514,8 +555,8 @@ impl TwitterSource {
             if self.stats.connects > 1 {
                 self.stats.reconnects += 1;
             }
-            self.backoff.http = 0;
-            self.backoff.rate = 0;
+            self.backoff.http.reset();
+            self.backoff.rate.reset();
             self.retry_at = None;
             tracing::info!(
                 connects = self.stats.connects,
@@ -591,7 +632,7 @@ impl TwitterSource {
             self.emit_partial();
         }
         let wait = if conn.bytes > 0 {
-            self.backoff.network = 0;
+            self.backoff.network.reset();
             Duration::ZERO
         } else {
             self.stats.network_errors += 1;
@@ -808,7 +849,7 @@ impl TwitterSource {
     /// rejected requests are errors at once.
     async fn rules_request(&self, method: Method, body: Option<Value>) -> anyhow::Result<Value> {
         let url = self.cfg.url(RULES_PATH)?;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoffs::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -823,7 +864,7 @@ impl TwitterSource {
                     .body(body.to_string());
             }
             let (failure, why) = match request.send().await {
-                Err(e) => (Failure::Network, chain(&e)),
+                Err(e) => (Failure::Network, error_chain(&e)),
                 Ok(response) => {
                     let status = response.status();
                     let reset_at = rate_limit_reset(response.headers());
@@ -927,26 +968,7 @@ async fn body_excerpt(response: Response) -> String {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let text = text.trim();
-    match text.char_indices().nth(500) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-/// An error with its sources, e.g. "error sending request: connection refused".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    excerpt(&text, 500)
 }
 
 fn now_ms() -> i64 {
@@ -962,7 +984,7 @@ mod tests {
     #[test]
     fn backoff_follows_the_documented_schedule() {
         let max = Duration::from_secs(3600);
-        let mut b = Backoff::default();
+        let mut b = Backoffs::default();
         let net: Vec<u64> = (0..70)
             .map(|_| b.next(Failure::Network, 1.0, max).as_millis() as u64)
             .collect();
@@ -986,7 +1008,7 @@ mod tests {
             Duration::from_secs(900),
         );
         assert_eq!(capped, Duration::from_secs(900));
-        let scaled = Backoff::default().next(Failure::Http, 0.01, max);
+        let scaled = Backoffs::default().next(Failure::Http, 0.01, max);
         assert_eq!(scaled, Duration::from_millis(50));
     }
 
@@ -996,7 +1018,7 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let wait = Backoff::default().next(
+        let wait = Backoffs::default().next(
             Failure::RateLimited {
                 reset_at: Some(now + 30),
             },
@@ -1038,7 +1060,7 @@ mod tests {
             token: String::new(),
             conn: None,
             retry_at: None,
-            backoff: Backoff::default(),
+            backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
             fatal: None,

@@ -2,9 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-
-use crate::config::Pipeline;
 use crate::transform::{Plugin, PluginSpec, Record, Runtime, Stage, StageOutput};
 
 pub struct Chain {
@@ -12,15 +9,6 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Loads every plugin of the pipeline's chain and runs each one's `init`.
-    pub fn from_pipeline(runtime: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Self> {
-        let specs = pipeline
-            .chain()
-            .map(|(name, t)| PluginSpec::from_config(name, t, |p| pipeline.resolve(p)))
-            .collect();
-        Self::load(runtime, specs).with_context(|| format!("in {}", pipeline.file.display()))
-    }
-
     pub fn load(runtime: &Runtime, specs: Vec<PluginSpec>) -> anyhow::Result<Self> {
         let mut stages = Vec::with_capacity(specs.len());
         for spec in specs {

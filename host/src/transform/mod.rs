@@ -5,24 +5,21 @@
 //!   deadline, fuel and memory limits.
 //! - [`stage`]: one transform in a chain: failure isolation and poison-record bisection.
 //! - [`chain`]: the stages of a pipeline's chain, applied to a batch in order.
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "transform",
-    });
-}
+//! - [`config`]: a `[transforms.NAME]` table, its grants, and `[runtime]`, with their checks.
 
 pub mod chain;
+pub mod config;
 pub mod plugin;
 pub mod runtime;
 pub mod stage;
 
-pub use bindings::sluice::transform::log::Level;
-pub use bindings::sluice::transform::types::{Header, Outcome, Record};
+pub use crate::event::wit::sluice::transform::log::Level;
+pub use crate::event::wit::sluice::transform::types::Outcome;
+pub use crate::event::{DeadLetter, Header, Record, StageOutput};
+pub use config::{Grants, RuntimeConfig, TransformConfig};
 pub use plugin::{Plugin, PluginSpec};
 pub use runtime::{Runtime, RuntimeOptions};
-pub use stage::{DeadLetter, Stage, StageOutput};
+pub use stage::Stage;
 
 /// The WIT package this host implements; plugins built against it load.
 pub const WIT_PACKAGE: &str = "sluice:transform@0.1.0";

@@ -10,11 +10,11 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::sluice::transform::{log, types};
-use super::bindings::{Transform, TransformPre};
+use super::config::{Grants, TransformConfig};
 use super::runtime::Runtime;
 use super::{Level, Outcome, Record, WIT_PACKAGE};
-use crate::config::{Grants, TransformConfig};
+use crate::event::wit::sluice::transform::{log, types};
+use crate::event::wit::{Transform, TransformPre};
 
 /// Everything needed to load one plugin, resolved from pipeline.toml.
 #[derive(Debug, Clone)]

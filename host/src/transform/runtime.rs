@@ -38,7 +38,7 @@ impl Default for RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    pub fn from_config(c: &crate::config::RuntimeConfig) -> Self {
+    pub fn from_config(c: &super::config::RuntimeConfig) -> Self {
         Self {
             cache_dir: c.cache_dir.clone().or_else(default_cache_dir),
             epoch_tick: c.epoch_tick,

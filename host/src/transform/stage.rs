@@ -9,46 +9,12 @@ use std::sync::Arc;
 
 use super::plugin::{CallError, Instance, Plugin};
 use super::{Outcome, Record};
+use crate::event::{DeadLetter, StageOutput};
 
 /// After this many isolated failures within one batch the plugin is considered broken for
 /// that batch: the remaining records are dead-lettered with the last error instead of being
 /// bisected one by one (each probe may cost a full timeout).
 const MAX_ISOLATED_FAILURES_PER_BATCH: usize = 16;
-
-/// A record the pipeline could not deliver, and why.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub record: Record,
-    /// The transform (or `host`) that gave up on it.
-    pub stage: Arc<str>,
-    pub reason: String,
-    /// Index of the input record (of the batch given to the chain) it came from.
-    pub origin: u32,
-}
-
-/// What a stage (or a whole chain) made of a batch.
-#[derive(Debug, Default)]
-pub struct StageOutput {
-    pub records: Vec<Record>,
-    /// `origins[i]` is the input index that `records[i]` came from.
-    pub origins: Vec<u32>,
-    pub dropped: u64,
-    pub dead: Vec<DeadLetter>,
-}
-
-impl StageOutput {
-    pub fn clear(&mut self) {
-        self.records.clear();
-        self.origins.clear();
-        self.dropped = 0;
-        self.dead.clear();
-    }
-
-    fn push(&mut self, record: Record, origin: u32) {
-        self.records.push(record);
-        self.origins.push(origin);
-    }
-}
 
 /// A plugin in a chain and its current instance, re-created on failure or when worn out.
 pub struct Stage {

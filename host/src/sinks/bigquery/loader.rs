@@ -46,8 +46,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::schema::{self, DeriveOptions, Field, SchemaBuilder};
-use crate::sinks::gcs::{Credentials, FinishedObject};
-use crate::transform::Record;
+use crate::clients::gcp::{Credentials, FinishedObject, outage_backoff};
+use crate::event::{Positions, Record, Rejected, StageOutput};
+use crate::sinks::api::{Sink, SinkContext, SinkSettings};
+use crate::util::{Backoff, Invalid, json_key};
 
 /// `[sinks.NAME.bigquery]` (or a `type = "bigquery"` sink).
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +104,15 @@ pub struct BigQueryConfig {
     /// Prefix of load job ids.
     #[serde(default = "default_job_prefix")]
     pub job_prefix: String,
+    /// Streaming inserts: comma-separated JSON dot paths tried in order for the `insertId`
+    /// (BigQuery drops a row whose id it saw in the last minute or so); a record where none is
+    /// present uses its key, else a hash of its value.
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+}
+
+fn default_id_field() -> String {
+    "id_str,data.id,id".into()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -135,14 +146,14 @@ impl<'de> Deserialize<'de> for SchemaSetting {
 impl BigQueryConfig {
     /// Checks the settings without touching the network (`host check`); the error names the
     /// offending key, relative to the sink's BigQuery table.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         for (key, value) in [
             ("project", &self.project),
             ("dataset", &self.dataset),
             ("table", &self.table),
         ] {
             if value.trim().is_empty() {
-                return Err((key, "must not be empty".into()));
+                return Err(Invalid::new(key, "must not be empty"));
             }
         }
         // BigQuery's own rule for dataset names; a load or insert would fail on it much later.
@@ -151,13 +162,16 @@ impl BigQueryConfig {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
-            return Err((
+            return Err(Invalid::new(
                 "dataset",
                 format!("{:?}: only letters, digits and underscores", self.dataset),
             ));
         }
         if self.job_timeout.is_zero() {
-            return Err(("job_timeout", "must be greater than zero".into()));
+            return Err(Invalid::new("job_timeout", "must be greater than zero"));
+        }
+        if self.id_field.split(',').any(|p| p.trim().is_empty()) {
+            return Err(Invalid::new("id_field", "has an empty path"));
         }
         Ok(())
     }
@@ -203,6 +217,7 @@ impl BigQueryConfig {
             job_timeout: default_job_timeout(),
             retry_for: default_retry_for(),
             job_prefix: default_job_prefix(),
+            id_field: default_id_field(),
         }
     }
 }
@@ -274,6 +289,8 @@ pub struct BigQueryLoader {
     /// The table's schema as last read or written; `None` until the table was looked at.
     table_fields: Option<Vec<Field>>,
     dataset_ok: bool,
+    /// `id_field`, parsed.
+    id_paths: Vec<Vec<String>>,
 }
 
 impl BigQueryLoader {
@@ -294,6 +311,7 @@ impl BigQueryLoader {
             timestamp_fields: config.timestamp_fields.clone(),
         });
         Ok(BigQueryLoader {
+            id_paths: json_key::parse_paths(&config.id_field),
             config,
             client,
             builder,
@@ -367,8 +385,9 @@ impl BigQueryLoader {
         let added_fields = self.prepare_table(sample).await?;
         let base_id = job_id(&self.config, objects);
         let rows = objects.iter().map(|o| o.rows).sum();
-        let mut attempt = 0u32;
+        let mut waits = backoff();
         loop {
+            let attempt = waits.failures();
             let id = if attempt == 0 {
                 base_id.clone()
             } else {
@@ -401,8 +420,7 @@ impl BigQueryLoader {
                 };
                 if failed.is_transient() && started.elapsed() < self.config.retry_for {
                     tracing::warn!("{failed}; retrying with a new job id");
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(waits.next_wait()).await;
                     continue;
                 }
                 return Err(failed.into());
@@ -440,6 +458,7 @@ impl BigQueryLoader {
         let sample: Vec<Value> = rows.iter().map(|(_, v)| v.clone()).collect();
         self.prepare_table(&sample).await?;
         let schema = self.table_fields.clone().unwrap_or_default();
+        let mut scratch = Vec::new();
         for chunk in rows.chunks(500) {
             let mut request = TableDataInsertAllRequest::new();
             if self.config.ignore_unknown_values {
@@ -449,7 +468,7 @@ impl BigQueryLoader {
             let batch: Vec<TableDataInsertAllRequestRows> = chunk
                 .iter()
                 .map(|(i, v)| TableDataInsertAllRequestRows {
-                    insert_id: Some(insert_id(&records[*i], v)),
+                    insert_id: Some(insert_id(&records[*i], &self.id_paths, &mut scratch)),
                     json: schema::conform(&schema::normalize_record(v), &schema),
                 })
                 .collect();
@@ -754,14 +773,15 @@ impl BigQueryLoader {
         Fut: std::future::Future<Output = Result<T, BQError>>,
     {
         let started = Instant::now();
-        let mut attempt = 0;
+        let mut waits = backoff();
         loop {
-            attempt += 1;
             match call().await {
                 Ok(v) => return Ok(v),
                 Err(e) if is_transient(&e) && started.elapsed() < self.config.retry_for => {
+                    let wait = waits.next_wait();
+                    let attempt = waits.failures();
                     tracing::warn!(error = %e, attempt, "bigquery {what} failed, retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(bq_err(e, &format!("bigquery {what}"))),
             }
@@ -769,8 +789,53 @@ impl BigQueryLoader {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(200u64 << attempt.min(6)).min(Duration::from_secs(10))
+#[async_trait::async_trait]
+impl SinkSettings for BigQueryConfig {
+    /// A `type = "bigquery"` sink: streaming inserts only.
+    fn validate(&self) -> Result<(), Invalid> {
+        BigQueryConfig::validate(self)?;
+        if self.mode != Mode::Stream {
+            return Err(Invalid::new(
+                "mode",
+                "a `type = \"bigquery\"` sink streams (`mode = \"stream\"`); load jobs come \
+                 from a gcs sink with `[sinks.NAME.bigquery]`",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        Ok(Box::new(BigQueryLoader::open(self.clone()).await?))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for BigQueryLoader {
+    /// Streaming inserts, retried with backoff while BigQuery is unreachable (the batch is
+    /// kept and the source held back); rows BigQuery refuses are returned.
+    async fn write(&mut self, out: &StageOutput, _: &Positions) -> anyhow::Result<Vec<Rejected>> {
+        let mut waits = outage_backoff();
+        loop {
+            match self.insert(&out.records).await {
+                Ok(refused) => {
+                    return Ok(refused
+                        .into_iter()
+                        .map(|(index, reason)| Rejected { index, reason })
+                        .collect());
+                }
+                Err(e) => {
+                    let wait = waits.next_wait();
+                    tracing::error!("bigquery insert: {e:#}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits between tries of a failing BigQuery request.
+fn backoff() -> Backoff {
+    Backoff::doubling(Duration::from_millis(400), Duration::from_secs(10))
 }
 
 /// `sluice_<table>_<first object name>_<hash>`: letters, digits, `_` and `-` only, at most
@@ -813,28 +878,11 @@ pub fn job_id(config: &BigQueryConfig, objects: &[FinishedObject]) -> String {
     )
 }
 
-/// `id_str`, `data.id` or a numeric `id`; else the record key; else a hash of the value.
-fn insert_id(record: &Record, v: &Value) -> String {
-    let id = v
-        .get("id_str")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| {
-            v.pointer("/data/id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .or_else(|| {
-            v.get("id")
-                .filter(|i| i.is_u64() || i.is_string())
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| i.to_string())
-                })
-        });
-    if let Some(id) = id {
-        return id;
+/// The first of `id_field`'s paths present in the record; else its key; else a hash of its
+/// value. `scratch` is reused across rows.
+fn insert_id(record: &Record, paths: &[Vec<String>], scratch: &mut Vec<u8>) -> String {
+    if json_key::find(&record.value, paths, scratch) {
+        return String::from_utf8_lossy(scratch).into_owned();
     }
     if let Some(k) = record
         .key
@@ -990,19 +1038,23 @@ mod tests {
     }
 
     #[test]
-    fn insert_ids_prefer_the_tweet_id() {
+    fn insert_ids_follow_id_field_then_the_key() {
         let r = |v: &str, k: Option<&str>| Record {
             key: k.map(|k| k.as_bytes().to_vec()),
             value: v.as_bytes().to_vec(),
             headers: Vec::new(),
             timestamp: None,
         };
-        let id = |v: &str, k| insert_id(&r(v, k), &serde_json::from_str(v).unwrap());
+        let paths = json_key::parse_paths(&default_id_field());
+        let id = |v: &str, k| insert_id(&r(v, k), &paths, &mut Vec::new());
         assert_eq!(id(r#"{"id":1,"id_str":"1"}"#, None), "1");
         assert_eq!(id(r#"{"data":{"id":"7"}}"#, Some("k")), "7");
         assert_eq!(id(r#"{"id":9}"#, None), "9");
         assert_eq!(id(r#"{"x":1}"#, Some("k")), "k");
         assert_eq!(id(r#"{"x":1}"#, None), id(r#"{"x":1}"#, None));
+        let custom = json_key::parse_paths("user.id");
+        let rec = r(r#"{"id_str":"1","user":{"id":42}}"#, None);
+        assert_eq!(insert_id(&rec, &custom, &mut Vec::new()), "42");
     }
 
     #[test]

@@ -35,11 +35,11 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FinishedObject, GcsConfig, GcsSink, retry_backoff as backoff};
-use crate::sinks::Rejected;
-use crate::sinks::bigquery::{BigQueryLoader, LoadFailed};
-use crate::sources::Positions;
-use crate::transform::{DeadLetter, Record, StageOutput};
+use super::{GcsConfig, GcsSink};
+use crate::clients::gcp::{FinishedObject, outage_backoff};
+use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
+use crate::sinks::api::Sink;
+use crate::sinks::bigquery::{BigQueryLoader, LoadFailed, SchemaSetting};
 
 /// What `_sluice/<prefix><stream>.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl GcsDelivery {
         };
         let derive = loader
             .as_ref()
-            .is_some_and(|l| l.config().schema == crate::sinks::bigquery::SchemaSetting::Derive);
+            .is_some_and(|l| l.config().schema == SchemaSetting::Derive);
         Ok(GcsDelivery {
             objects,
             loader,
@@ -86,10 +86,13 @@ impl GcsDelivery {
             dead: Vec::new(),
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Sink for GcsDelivery {
     /// Adds a batch's output. Objects that fill up on the way are uploaded and loaded before
     /// this returns. Returns the records refused up front (not JSON objects, with a load).
-    pub async fn write(
+    async fn write(
         &mut self,
         out: &StageOutput,
         positions: &Positions,
@@ -150,7 +153,7 @@ impl GcsDelivery {
     }
 
     /// Finalizes objects that reached `max_object_age`.
-    pub async fn tick(&mut self) {
+    async fn tick(&mut self) {
         let finished = match self.objects.flush_expired().await {
             Ok(done) => done,
             Err(e) => self.retry_uploads(e).await,
@@ -159,7 +162,7 @@ impl GcsDelivery {
     }
 
     /// Finalizes every open object (at shutdown).
-    pub async fn finish(&mut self) {
+    async fn finish(&mut self) -> anyhow::Result<()> {
         let mut finished = Vec::new();
         while self.objects.buffered_rows() > 0 {
             match self.objects.flush().await {
@@ -168,33 +171,35 @@ impl GcsDelivery {
             }
         }
         self.complete(finished).await;
+        Ok(())
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         self.objects.next_deadline()
     }
 
     /// Whether records of `stream` at or before `last` are still held (not yet in the bucket,
     /// or not yet loaded).
-    pub fn holds(&self, stream: &str, last: u64) -> bool {
+    fn holds(&self, stream: &str, last: u64) -> bool {
         self.objects
             .buffered_from(stream)
             .is_some_and(|first| first <= last)
     }
 
     /// Records of earlier batches that could not be delivered, with the reason.
-    pub fn take_dead(&mut self) -> Vec<DeadLetter> {
+    fn take_dead(&mut self) -> Vec<DeadLetter> {
         std::mem::take(&mut self.dead)
     }
+}
 
+impl GcsDelivery {
     /// Uploads failed after the client's own retries: the records are buffered, so try again
     /// (with backoff) until the service takes them.
     async fn retry_uploads(&mut self, first_error: anyhow::Error) -> Vec<FinishedObject> {
         let mut error = first_error;
-        let mut attempt = 0;
+        let mut waits = outage_backoff();
         loop {
-            attempt += 1;
-            let wait = backoff(attempt);
+            let wait = waits.next_wait();
             tracing::error!(
                 "{}: {error:#}; {} records kept, retrying in {wait:?}",
                 self.stage,
@@ -226,11 +231,10 @@ impl GcsDelivery {
                 };
                 let body = serde_json::to_vec(&state).expect("state serialises");
                 let name = self.state_name(stream);
-                let mut attempt = 0;
+                let mut waits = outage_backoff();
                 while let Err(e) = self.objects.put(&name, body.clone()).await {
-                    attempt += 1;
                     tracing::error!("{}: {e:#}; retrying", self.stage);
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(waits.next_wait()).await;
                 }
             }
         }
@@ -243,7 +247,7 @@ impl GcsDelivery {
         let Some(loader) = self.loader.as_mut() else {
             return;
         };
-        let mut attempt = 0;
+        let mut waits = outage_backoff();
         loop {
             match loader.load(objects, &[]).await {
                 Ok(report) => {
@@ -266,8 +270,7 @@ impl GcsDelivery {
                         self.dead_letter_objects(objects, &reason).await;
                         return;
                     }
-                    attempt += 1;
-                    let wait = backoff(attempt);
+                    let wait = waits.next_wait();
                     tracing::error!("{}: {e:#}; retrying the load in {wait:?}", self.stage);
                     tokio::time::sleep(wait).await;
                 }
@@ -277,6 +280,7 @@ impl GcsDelivery {
 
     async fn dead_letter_objects(&mut self, objects: &[FinishedObject], reason: &str) {
         for o in objects {
+            let mut waits = outage_backoff();
             let body = loop {
                 match self.objects.get(&o.name).await {
                     Ok(Some(b)) => break b,
@@ -286,7 +290,7 @@ impl GcsDelivery {
                     }
                     Err(e) => {
                         tracing::error!("{}: {e:#}; retrying", self.stage);
-                        tokio::time::sleep(backoff(1)).await;
+                        tokio::time::sleep(waits.next_wait()).await;
                     }
                 }
             };
@@ -321,7 +325,7 @@ impl GcsDelivery {
             return *taken;
         }
         let name = self.state_name(stream);
-        let mut attempt = 0;
+        let mut waits = outage_backoff();
         let state = loop {
             match self.objects.get(&name).await.and_then(|b| {
                 b.map(|b| {
@@ -332,9 +336,8 @@ impl GcsDelivery {
             }) {
                 Ok(s) => break s,
                 Err(e) => {
-                    attempt += 1;
                     tracing::error!("{}: {e:#}; retrying", self.stage);
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(waits.next_wait()).await;
                 }
             }
         };

@@ -43,7 +43,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -51,9 +50,12 @@ use bytesize::ByteSize;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use google_cloud_storage::client::Storage;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::transform::Record;
+use crate::clients::gcp::{Credentials, FinishedObject};
+use crate::event::Record;
+use crate::sinks::api::{Sink, SinkContext, SinkSettings};
+use crate::util::Invalid;
 
 mod delivery;
 pub use delivery::GcsDelivery;
@@ -138,21 +140,20 @@ impl GcsConfig {
         }
     }
 
-    /// Checks the settings that can be checked without the service.
     /// Checks the settings without touching the network (`host check`, and [`GcsSink::open`]).
     /// The error names the offending key, relative to the sink.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.bucket.trim().is_empty() {
-            return Err(("bucket", "must not be empty".into()));
+            return Err(Invalid::new("bucket", "must not be empty"));
         }
         if self.gzip_level > 9 {
-            return Err((
+            return Err(Invalid::new(
                 "gzip_level",
                 format!("must be 0 to 9, not {}", self.gzip_level),
             ));
         }
         if self.max_object_bytes.as_u64() == 0 {
-            return Err(("max_object_bytes", "must be above 0".into()));
+            return Err(Invalid::new("max_object_bytes", "must be above 0"));
         }
         let probe = render_name(
             &self.object_name,
@@ -165,9 +166,9 @@ impl GcsConfig {
                 timestamp_ms: Some(0),
             },
         )
-        .map_err(|e| ("object_name", format!("{e:#}")))?;
+        .map_err(|e| Invalid::new("object_name", format!("{e:#}")))?;
         if !(self.object_name.contains("{first}") || self.object_name.contains("{first_key}")) {
-            return Err((
+            return Err(Invalid::new(
                 "object_name",
                 format!(
                     "must contain {{first}} so a re-upload gets the same name \
@@ -176,66 +177,23 @@ impl GcsConfig {
             ));
         }
         if probe.is_empty() {
-            return Err(("object_name", "gives empty names".into()));
+            return Err(Invalid::new("object_name", "gives empty names"));
         }
         if self
             .bigquery
             .as_ref()
             .is_some_and(|b| b.mode != crate::sinks::bigquery::Mode::Load)
         {
-            return Err((
+            return Err(Invalid::new(
                 "bigquery.mode",
                 "`mode = \"stream\"` belongs to a `type = \"bigquery\"` sink; a gcs sink \
-                 loads its objects"
-                    .into(),
+                 loads its objects",
             ));
         }
-        Ok(())
-    }
-}
-
-/// How the client authenticates (shared with the BigQuery loader).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
-    Anonymous,
-    /// Application Default Credentials.
-    Default,
-    ServiceAccountFile(PathBuf),
-}
-
-impl Credentials {
-    /// `"anonymous"`, `"default"` or a key file path; unset means anonymous when an emulator
-    /// endpoint is configured and ADC otherwise.
-    pub fn from_setting(setting: Option<&str>, has_endpoint: bool) -> Self {
-        match setting.map(str::trim) {
-            None | Some("") if has_endpoint => Credentials::Anonymous,
-            None | Some("") => Credentials::Default,
-            Some(s) if s.eq_ignore_ascii_case("anonymous") => Credentials::Anonymous,
-            Some(s) if s.eq_ignore_ascii_case("default") => Credentials::Default,
-            Some(path) => Credentials::ServiceAccountFile(PathBuf::from(path)),
+        if let Some(bq) = &self.bigquery {
+            bq.validate().map_err(|e| e.within("bigquery"))?;
         }
-    }
-}
-
-/// An object that is in the bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinishedObject {
-    /// `gs://bucket/name`
-    pub uri: String,
-    pub name: String,
-    pub rows: u64,
-    /// Compressed size.
-    pub bytes: u64,
-    /// The source range it holds (see the module docs).
-    pub stream: String,
-    pub first: u64,
-    pub last: u64,
-}
-
-impl FinishedObject {
-    /// `"<stream>-<first>-<last>"`, the position form `write` takes.
-    pub fn position(&self) -> String {
-        format!("{}-{}-{}", self.stream, self.first, self.last)
+        Ok(())
     }
 }
 
@@ -267,11 +225,22 @@ pub struct GcsSink {
     uploaded: u64,
 }
 
+#[async_trait::async_trait]
+impl SinkSettings for GcsConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        GcsConfig::validate(self)
+    }
+
+    async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        Ok(Box::new(GcsDelivery::open(self, cx.stage.clone()).await?))
+    }
+}
+
 impl GcsSink {
     pub async fn open(config: GcsConfig) -> anyhow::Result<Self> {
         config
             .validate()
-            .map_err(|(key, e)| anyhow::anyhow!("gcs sink: `{key}`: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("gcs sink: {e}"))?;
         let creds =
             Credentials::from_setting(config.credentials.as_deref(), config.endpoint.is_some());
         let mut builder = Storage::builder().with_credentials(storage_credentials(&creds)?);
@@ -571,12 +540,6 @@ impl GcsSink {
             )),
         }
     }
-}
-
-/// Wait before retry `attempt` (1, 2, ...) of a GCS or BigQuery call that is retried until the
-/// service is back: 1 s doubling to at most 30 s.
-pub(crate) fn retry_backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30))
 }
 
 fn compressed_len(o: &OpenObject) -> u64 {
