@@ -15,16 +15,12 @@
 # Starts compose/kafka.sh and compose/elasticsearch.sh when they are not running (and stops
 # only what it started). The Python venv lives in ${SLUICE_CACHE:-~/.cache/sluice}/bench-venv.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
 N="${N:-50000}"
-RUNS="${RUNS:-3}"
 TIMEOUT="${TIMEOUT:-600}" # seconds one path may take before the run is abandoned
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
-VENV="${SLUICE_CACHE:-$HOME/.cache/sluice}/bench-venv"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 command -v curl >/dev/null || { echo "bench/es.sh: needs curl" >&2; exit 1; }
-started_k=0 started_e=0
 WORK="$(mktemp -d)"
 RUN_ID="esbench-$$-$(date +%s)"
 ES="" B=""
@@ -40,20 +36,13 @@ cleanup() {
     bash compose/kafka.sh topics --delete --topic "$RUN_ID" >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK"
-  if ((started_e)); then bash compose/elasticsearch.sh stop; fi
-  if ((started_k)); then bash compose/kafka.sh stop; fi
+  stop_started
 }
 INDICES=()
 trap cleanup EXIT
 
-if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
-  bash compose/kafka.sh status >/dev/null || { bash compose/kafka.sh start; started_k=1; }
-  eval "$(bash compose/kafka.sh env)"
-fi
-if [[ -z "${ELASTICSEARCH_URL:-}" ]]; then
-  bash compose/elasticsearch.sh status >/dev/null || { bash compose/elasticsearch.sh start; started_e=1; }
-  eval "$(bash compose/elasticsearch.sh env)"
-fi
+[[ -n "${KAFKA_BOOTSTRAP:-}" ]] || service_up kafka
+[[ -n "${ELASTICSEARCH_URL:-}" ]] || service_up elasticsearch
 B="$KAFKA_BOOTSTRAP"
 ES="${ELASTICSEARCH_URL%/}"
 
@@ -63,16 +52,9 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, opensearchpy' 2>/dev/null; t
   "$VENV/bin/pip" install -q confluent-kafka opensearch-py
 fi
 
-cargo xtask plugins >/dev/null 2>&1
-cargo build --release --quiet -p sluice-host
-HOST="$CARGO_TARGET_DIR/release/host"
-DIST="$ROOT/guest-plugins/dist"
+build_plugins
+build_host
 TOPIC="$RUN_ID"
-
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 CHAIN_TOML="[transforms.prune]
 plugin = \"$DIST/field_prune.wasm\"
@@ -86,20 +68,7 @@ memory = \"32MiB\"
 config = { keywords = [\"bts\", \"방탄소년단\"] }"
 
 # The topic: N generated tweets, keyed by tweet id, 3 partitions.
-cat >"$WORK/fill.toml" <<TOML
-[pipeline]
-batch_size = 1000
-[source]
-type = "generate"
-count = $N
-[sinks.k]
-type = "kafka"
-brokers = "$B"
-topic = "$TOPIC"
-acks = "1"
-[sinks.k.create_topic]
-partitions = 3
-TOML
+generate_to_kafka "$TOPIC" 3 'acks = "1"' >"$WORK/fill.toml"
 "$HOST" run --quiet "$WORK/fill.toml" 2>"$WORK/fill.log" || { cat "$WORK/fill.log" >&2; exit 1; }
 
 # The ceiling's documents: the same tweets through the same chain, as NDJSON.
@@ -221,8 +190,7 @@ for run in $(seq 1 "$RUNS"); do
   R[ceiling_v]+="$(sed -E 's/.*"visible_docs_per_s": ([0-9]+).*/\1/' <<<"$s") "
 done
 
-med() { tr ' ' '\n' <<<"${R[$1]}" | grep . | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+med() { median_of "${R[$1]}"; }
 c=$(med ceiling); cv=$(med ceiling_v); s=$(med sluice); sf=$(med sluice_f); p=$(med python); pf=$(med python_f)
 echo
 echo "OpenSearch/Elasticsearch at $ES, Kafka at $B; $N generated tweets in a 3-partition topic,"

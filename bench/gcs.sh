@@ -13,50 +13,32 @@
 #   BQ=0 bash bench/gcs.sh   # without the BigQuery path (bqemulator's loads take minutes)
 #   GCS_EXTRA='gzip_level = 1' BQ=0 bash bench/gcs.sh    # extra settings of the GCS sink
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
 N="${N:-100000}"
-RUNS="${RUNS:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
-VENV="${SLUICE_CACHE:-$HOME/.cache/sluice}/bench-venv"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-for s in kafka gcs bigquery; do
-  bash "compose/$s.sh" status >/dev/null 2>&1 || bash "compose/$s.sh" start
-  eval "$(bash "compose/$s.sh" env)"
-done
+# Started when not running, and left running.
+for s in kafka gcs bigquery; do service_up "$s"; done
 [[ -x "$VENV/bin/python" ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q confluent-kafka; }
 B="$KAFKA_BOOTSTRAP"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet -p sluice-host
-HOST="$CARGO_TARGET_DIR/release/host"
+build_host
 RUN_ID="gcsbench$$"
 TOPIC="$RUN_ID"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
-
-cat >"$WORK/produce.toml" <<TOML
-[pipeline]
-batch_size = 1000
-[source]
-type = "generate"
-count = $N
-[sinks.k]
-type = "kafka"
-brokers = "$B"
-topic = "$TOPIC"
-[sinks.k.create_topic]
-partitions = 2
+{
+  generate_to_kafka "$TOPIC" 2
+  cat <<TOML
 [dead_letter]
 type = "file"
 path = "$WORK/produce.dead"
 TOML
+} >"$WORK/produce.toml"
 "$HOST" run --quiet "$WORK/produce.toml" >/dev/null 2>&1
 
-cargo xtask plugins >/dev/null 2>&1
-DIST="$ROOT/guest-plugins/dist"
+build_plugins
 
 # consumer_toml NAME GROUP SINK_TOML
 consumer_toml() {
@@ -130,8 +112,7 @@ table = \"t$RUN_ID$run\""
                   END { if (r) printf "%.2f", s / r * 100000; else print "nan" }')")
 done
 
-med() { tr ' ' '\n' <<<"$1" | grep . | median; }
-tf=$(med "${T[file]}"); tg=$(med "${T[gcs]}")
+tf=$(median_of "${T[file]}"); tg=$(median_of "${T[gcs]}")
 echo
 echo "N=$N records, medians of $RUNS runs; time until every offset is committed"
 echo
@@ -140,7 +121,7 @@ echo "| --- | --- | --- | --- |"
 echo "| Kafka -> file (baseline) | $tf | $(rate "$N" "$tf") | 1.00x |"
 echo "| Kafka -> GCS objects | $tg | $(rate "$N" "$tg") | $(awk -v a="$tf" -v b="$tg" 'BEGIN { printf "%.2fx", a / b }') |"
 [[ "${BQ:-1}" == 0 ]] && exit 0
-tb=$(med "${T[bq]}")
+tb=$(median_of "${T[bq]}")
 lat=$(printf '%s\n' "${LOAD_PER_100K[@]}" | median)
 echo "| Kafka -> GCS -> BigQuery load | $tb | $(rate "$N" "$tb") | $(awk -v a="$tf" -v b="$tb" 'BEGIN { printf "%.2fx", a / b }') |"
 echo

@@ -8,35 +8,23 @@
 #   bash bench/kafka.sh            # N=100000 records; KAFKA_BOOTSTRAP to use another broker
 # Starts compose/kafka.sh if no broker is given (and stops it again if it started it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$PWD"
 N="${N:-100000}"
-RUNS="${RUNS:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 command -v kcat >/dev/null || { echo "bench/kafka.sh: needs kcat (apt-get install -y kcat)" >&2; exit 1; }
-started=0
-if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
-  bash compose/kafka.sh status >/dev/null || { bash compose/kafka.sh start; started=1; }
-  eval "$(bash compose/kafka.sh env)"
-fi
+[[ -n "${KAFKA_BOOTSTRAP:-}" ]] || service_up kafka
 B="$KAFKA_BOOTSTRAP"
 WORK="$(mktemp -d)"
 cleanup() {
   rm -rf "$WORK"
-  if ((started)); then bash compose/kafka.sh stop; fi
+  stop_started
 }
 trap cleanup EXIT
 
-cargo xtask plugins >/dev/null 2>&1
-cargo build --release --quiet -p sluice-host
-HOST="$CARGO_TARGET_DIR/release/host"
-DIST="$ROOT/guest-plugins/dist"
+build_plugins
+build_host
 RUN_ID="bench-$$-$(date +%s)"
-
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # The NDJSON file kcat sends: the same generated tweets the host produces.
 cat >"$WORK/gen.toml" <<TOML
@@ -112,7 +100,7 @@ consume_rate() {
     sleep 0.02
   done
   kill -INT "$pid"; wait "$pid" || true
-  rate $((N - n0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  rate $((N - n0)) "$(elapsed "$t0" "$t1")"
 }
 
 declare -A R
@@ -121,7 +109,7 @@ for run in $(seq 1 "$RUNS"); do
   # kcat producer (the ceiling), same broker, same records.
   t0=$(now)
   kcat -b "$B" -P -t "$t-kcat" -X acks=all -X linger.ms=5 -l "$WORK/tweets.ndjson"
-  R[kcat_p]+="$(rate "$N" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')") "
+  R[kcat_p]+="$(rate "$N" "$(elapsed "$t0" "$(now)")") "
 
   for chain in none enrich; do
     if [[ $chain == none ]]; then produce_toml p "" "$t-$chain"; else produce_toml p '"enrich"' "$t-$chain"; fi
@@ -132,15 +120,14 @@ for run in $(seq 1 "$RUNS"); do
   # kcat consumer to /dev/null (the ceiling) and the host: Kafka -> prune, enrich -> file.
   t0=$(now)
   kcat -b "$B" -C -t "$t-none" -o beginning -c "$N" -q >/dev/null
-  R[kcat_c]+="$(rate "$N" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')") "
+  R[kcat_c]+="$(rate "$N" "$(elapsed "$t0" "$(now)")") "
   for chain in none chain; do
     consume_toml c "$t-none" "$t-group-$chain" "$WORK/out-$run-$chain.ndjson" "$chain"
     R[host_c_$chain]+="$(consume_rate "$WORK/c.toml" "$WORK/out-$run-$chain.ndjson") "
   done
 done
 
-med() { tr ' ' '\n' <<<"${R[$1]}" | grep . | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+med() { median_of "${R[$1]}"; }
 kp=$(med kcat_p); kc=$(med kcat_c)
 hpn=$(med host_p_none); hpe=$(med host_p_enrich); hcn=$(med host_c_none); hc=$(med host_c_chain)
 echo

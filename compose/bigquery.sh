@@ -54,32 +54,16 @@ PID_FILE="$STATE_DIR/server.pid"
 URL="http://127.0.0.1:$BQ_PORT"
 
 
-ensure_python_venv() {
-  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-      log "installing python3 and python3-venv"
-      apt-get update -qq >&2 || true
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >&2
-    fi
-    python3 -c 'import venv, ensurepip' 2>/dev/null || die "python3 with the venv module is needed (python3-venv)"
-  fi
-}
+ensure_installed() { install_once "$CACHE_DIR" 900 bqemulator install_bqemulator; }
 
-ensure_installed() {
-  [[ -f "$CACHE_DIR/.installed" ]] && return 0
-  mkdir -p "$CACHE_DIR"
-  exec 8>"$CACHE_DIR/.install.lock"
-  flock -w 900 8 || die "timed out waiting for another install of bqemulator"
-  if [[ -f "$CACHE_DIR/.installed" ]]; then exec 8>&-; return 0; fi
+install_bqemulator() {
   ensure_python_venv
   local start=$SECONDS
   log "installing bqemulator==$BQEMULATOR_VERSION (duckdb $DUCKDB_VERSION) from PyPI into $VENV"
-  rm -rf "$VENV" "$DUCKDB_HOME"
-  python3 -m venv "$VENV" || die "python3 -m venv failed"
-  "$VENV/bin/pip" install -q --disable-pip-version-check \
-    "bqemulator==$BQEMULATOR_VERSION" "duckdb==$DUCKDB_VERSION" \
+  rm -rf "$DUCKDB_HOME"
+  pip_venv "$VENV" "bqemulator==$BQEMULATOR_VERSION" "duckdb==$DUCKDB_VERSION" \
     "duckdb-extension-spatial==$DUCKDB_VERSION" "duckdb-extensions==$DUCKDB_VERSION" \
-    "numpy==$NUMPY_VERSION" >&2 || die "pip install bqemulator==$BQEMULATOR_VERSION failed"
+    "numpy==$NUMPY_VERSION"
   # Without this the emulator runs INSTALL spatial at start, which downloads and fails offline.
   mkdir -p "$DUCKDB_HOME"
   HOME="$DUCKDB_HOME" "$VENV/bin/python" -c \
@@ -90,64 +74,38 @@ ensure_installed() {
   printf 'bqemulator %s duckdb %s installed %s\n' "$BQEMULATOR_VERSION" "$DUCKDB_VERSION" "$(date -u +%FT%TZ)" \
     >"$CACHE_DIR/.installed"
   log "installed ($(du -sh "$VENV" | cut -f1)) in $((SECONDS - start)) s"
-  exec 8>&-
 }
 
 is_our_server() {
-  local pid="$1" cmdline
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  local cmdline
+  cmdline="$(proc_cmdline "$1")" || return 1
   [[ "$cmdline" == *"$VENV/bin/bqemulator start "* ]]
 }
 
-server_pid() {
-  local pid
-  if [[ -f "$PID_FILE" ]]; then
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    if is_our_server "$pid"; then printf '%s\n' "$pid"; return 0; fi
-  fi
-  return 1
-}
+server_pid() { pid_from_file "$PID_FILE" is_our_server; }
 
 
 healthy() {
   curl -sf --max-time 5 -o /dev/null "$URL/bigquery/v2/projects/$BQ_PROJECT/datasets" 2>/dev/null
 }
 
-log_tail() {
-  log "---- last lines of $LOG_DIR/server.log ----"
-  tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
-}
+log_tail() { show_tail 40 "$LOG_DIR/server.log"; }
 
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + BQ_START_TIMEOUT))
-  while :; do
-    is_our_server "$pid" || { log_tail; die "emulator (pid $pid) exited during startup"; }
-    healthy && return 0
-    ((SECONDS < deadline)) || { log_tail; die "no answer from $URL after ${BQ_START_TIMEOUT}s"; }
-    sleep 0.3
-  done
-}
+wait_ready() { await_ready emulator "$1" is_our_server "$BQ_START_TIMEOUT" 0.3 "no answer from $URL" healthy; }
 
 cmd_start() {
   mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((BQ_START_TIMEOUT + 900))" 9 || die "timed out waiting for another bigquery.sh on $STATE_DIR"
+  lock_state "$STATE_DIR" "$((BQ_START_TIMEOUT + 900))"
   local pid t0=$SECONDS
   local want="rest=$BQ_PORT grpc=$BQ_GRPC_PORT project=$BQ_PROJECT persist=$BQ_PERSIST gcs=$BQ_GCS_ROOT"
   if pid="$(server_pid)"; then
-    if [[ "$(cat "$STATE_DIR/settings" 2>/dev/null)" != "$want" ]]; then
-      die "the emulator (pid $pid) runs with $(cat "$STATE_DIR/settings" 2>/dev/null); stop it first or use another SLUICE_STATE"
-    fi
-    if healthy; then log "already running (pid $pid) on $URL"; return 0; fi
-    wait_ready "$pid"
-    log "ready on $URL (pid $pid)"
+    require_settings "$STATE_DIR/settings" "$want" "the emulator (pid $pid) runs with"
+    resume_running "$pid" "$URL" healthy
     return 0
   fi
   rm -f "$PID_FILE"
-  port_open "$BQ_PORT" && die "port $BQ_PORT is in use by another process (set BQ_PORT)"
-  port_open "$BQ_GRPC_PORT" && die "port $BQ_GRPC_PORT is in use by another process (set BQ_GRPC_PORT)"
+  require_free_port "$BQ_PORT" BQ_PORT
+  require_free_port "$BQ_GRPC_PORT" BQ_GRPC_PORT
   command -v curl >/dev/null 2>&1 || die "curl is needed for the readiness check"
   ensure_installed
   mkdir -p "$LOG_DIR" "$BQ_GCS_ROOT"
@@ -168,43 +126,16 @@ cmd_start() {
       --log-level "$BQ_LOG_LEVEL" --log-format json \
       </dev/null >"$LOG_DIR/server.log" 2>&1 8>&- 9>&-) &
   pid=$!
-  printf '%s\n' "$pid" >"$PID_FILE"
   printf '%s\n' "$want" >"$STATE_DIR/settings"
-  LAUNCHED_PID="$pid"
-  trap abort_start EXIT
-  sleep 0.2
-  wait_ready "$pid"
-  trap - EXIT
+  await_launch "$pid" 0.2 emulator is_our_server 20 0.25
   log "ready on $URL (pid $pid) after $((SECONDS - t0)) s"
 }
 
-abort_start() {
-  local pid="${LAUNCHED_PID:-}" i
-  is_our_server "$pid" || return 0
-  log "stopping the emulator that failed to become ready (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do is_our_server "$pid" || break; sleep 0.25; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-}
-
-cmd_stop() {
-  [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((BQ_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another bigquery.sh on $STATE_DIR"
-  local pid
-  if ! pid="$(server_pid)"; then rm -f "$PID_FILE"; log "not running"; return 0; fi
-  log "stopping bqemulator (pid $pid)"
-  stop_process "$pid" "$BQ_STOP_TIMEOUT" is_our_server
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+cmd_stop() { stop_service bqemulator is_our_server "$BQ_STOP_TIMEOUT"; }
 
 cmd_status() {
-  local pid
-  if ! pid="$(server_pid)"; then echo "bigquery: not running"; return 1; fi
-  if ! healthy; then echo "bigquery: pid $pid running but $URL not answering"; return 1; fi
-  echo "bigquery: running (pid $pid) on $URL, gRPC 127.0.0.1:$BQ_GRPC_PORT, project $BQ_PROJECT"
+  service_status bigquery server_pid "$URL not answering" \
+    "$URL, gRPC 127.0.0.1:$BQ_GRPC_PORT, project $BQ_PROJECT" healthy
 }
 
 cmd_env() {
@@ -215,19 +146,5 @@ cmd_env() {
   printf 'BIGQUERY_GCS_ROOT=%q\n' "$BQ_GCS_ROOT"
 }
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
-
-main() {
-  local cmd="${1:-}"
-  [[ $# -gt 0 ]] && shift
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    env) cmd_env ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+# The subcommands are the cmd_* functions; the usage is lines 2-8 above.
+run_subcommand 2,8 "$@"

@@ -66,37 +66,31 @@ docker_cli() {
   else docker "$@"; fi
 }
 
+# need_cmd, but for the image builds, which run as root only: no attempt without root.
 need_pkg() {
   local cmd="$1" pkg="$2"
   command -v "$cmd" >/dev/null 2>&1 && return 0
   [[ "$(id -u)" == 0 ]] || die "'$cmd' not found; install the Debian package $pkg (as root)"
   log "installing $pkg (for $cmd)"
-  apt-get update -qq >&2 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 || die "apt-get install $pkg failed"
+  apt_get_install "$pkg" || die "apt-get install $pkg failed"
   command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' still missing after installing $pkg"
 }
 
 # ---------------------------------------------------------------- dockerd
 
 is_our_dockerd() {
-  local pid="$1" cmdline
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  local cmdline
+  cmdline="$(proc_cmdline "$1")" || return 1
   [[ "$cmdline" == *dockerd* && "$cmdline" == *"$SOCK"* ]]
 }
 
-dockerd_pid() {
-  local pid
-  pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  is_our_dockerd "$pid" && printf '%s\n' "$pid"
-}
+dockerd_pid() { pid_from_file "$PID_FILE" is_our_dockerd; }
 
 answers() { docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 cmd_start() {
   mkdir -p "$DDIR"
-  exec 9>"$DDIR/.lock"
-  flock -w 600 9 || die "timed out waiting for another docker.sh on $DDIR"
+  lock_state "$DDIR" 600
   local pid t0=$SECONDS
   if pid="$(dockerd_pid)" && answers; then
     log "dockerd already running (pid $pid) on $SOCK"
@@ -105,8 +99,7 @@ cmd_start() {
   [[ "$(id -u)" == 0 ]] || die "dockerd must be started as root"
   if ! dpkg -s docker.io >/dev/null 2>&1; then
     log "installing docker.io"
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >&2 || die "apt-get install docker.io failed"
+    apt_get_install docker.io || die "apt-get install docker.io failed"
   fi
   command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
   # OpenSearch in a container wants the host's vm.max_map_count (as compose/elasticsearch.sh).
@@ -135,8 +128,7 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d "$DDIR" ]] || { log "not running"; return 0; }
-  exec 9>"$DDIR/.lock"
-  flock -w 600 9 || die "timed out waiting for another docker.sh on $DDIR"
+  lock_state "$DDIR" 600
   local pid ids
   if ! pid="$(dockerd_pid)"; then log "not running"; return 0; fi
   ids="$(docker_cli ps -q 2>/dev/null || true)"
@@ -480,21 +472,5 @@ cmd_images() {
   done
 }
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
-
-main() {
-  local cmd="${1:-}"
-  [[ $# -gt 0 ]] && shift
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    build) cmd_build "$@" ;;
-    env) cmd_env ;;
-    images) cmd_images ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+# The subcommands are the cmd_* functions; the usage is lines 2-10 above.
+run_subcommand 2,10 "$@"

@@ -53,17 +53,6 @@ ENGINE_FILE="$STATE_DIR/engine"
 URL="http://127.0.0.1:$ES_PORT"
 
 
-need_cmd() {
-  local cmd="$1" pkg="$2"
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing $pkg (for $cmd)"
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
-  fi
-  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found; install $pkg"
-}
-
 # ---------------------------------------------------------------- java
 
 java_major() {
@@ -101,12 +90,9 @@ java_home() {
 
 # ---------------------------------------------------------------- install
 
-ensure_opensearch() {
-  [[ -f "$OS_CACHE_DIR/.installed" ]] && return 0
-  mkdir -p "$OS_CACHE_DIR"
-  exec 8>"$OS_CACHE_DIR/.install.lock"
-  flock -w 900 8 || die "timed out waiting for another install of OpenSearch $OPENSEARCH_VERSION"
-  if [[ -f "$OS_CACHE_DIR/.installed" ]]; then exec 8>&-; return 0; fi
+ensure_opensearch() { install_once "$OS_CACHE_DIR" 900 "OpenSearch $OPENSEARCH_VERSION" install_opensearch; }
+
+install_opensearch() {
   if [[ -z "${OPENSEARCH_JAVA_HOME:-}${JAVA_HOME:-}" ]] && ! command -v java >/dev/null 2>&1; then
     need_cmd java openjdk-17-jre-headless
   fi
@@ -127,39 +113,22 @@ ensure_opensearch() {
   rm -rf "$build"
   printf 'opensearch %s installed %s\n' "$OPENSEARCH_VERSION" "$(date -u +%FT%TZ)" >"$OS_CACHE_DIR/.installed"
   log "installed OpenSearch $OPENSEARCH_VERSION ($(du -sh "$OS_HOME" | cut -f1)) in $((SECONDS - start)) s"
-  exec 8>&-
 }
 
 noida_bin() {
   "$NOIDA_VENV/bin/python" -c 'import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), "noida-db"))'
 }
 
-ensure_noida() {
-  [[ -f "$NOIDA_CACHE_DIR/.installed" ]] && return 0
-  mkdir -p "$NOIDA_CACHE_DIR"
-  exec 8>"$NOIDA_CACHE_DIR/.install.lock"
-  flock -w 600 8 || die "timed out waiting for another install of noida-db"
-  if [[ -f "$NOIDA_CACHE_DIR/.installed" ]]; then exec 8>&-; return 0; fi
-  need_cmd python3 python3
-  python3 -c 'import venv, ensurepip' 2>/dev/null || need_cmd_pkg_venv
+ensure_noida() { install_once "$NOIDA_CACHE_DIR" 600 noida-db install_noida; }
+
+install_noida() {
+  ensure_python_venv
   local start=$SECONDS
   log "installing noida-db==$NOIDA_VERSION from PyPI into $NOIDA_VENV"
-  rm -rf "$NOIDA_VENV"
-  python3 -m venv "$NOIDA_VENV" || die "python3 -m venv failed"
-  "$NOIDA_VENV/bin/pip" install -q --disable-pip-version-check "noida-db==$NOIDA_VERSION" >&2 ||
-    die "pip install noida-db==$NOIDA_VERSION failed"
+  pip_venv "$NOIDA_VENV" "noida-db==$NOIDA_VERSION"
   [[ -x "$(noida_bin)" ]] || die "noida-db binary not found in the wheel"
   printf 'noida-db %s installed %s\n' "$NOIDA_VERSION" "$(date -u +%FT%TZ)" >"$NOIDA_CACHE_DIR/.installed"
   log "installed noida-db in $((SECONDS - start)) s"
-  exec 8>&-
-}
-
-need_cmd_pkg_venv() {
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-  fi
-  python3 -c 'import venv, ensurepip' 2>/dev/null || die "python3 venv module missing; install python3-venv"
 }
 
 # ---------------------------------------------------------------- config
@@ -222,22 +191,13 @@ EOF
 # ---------------------------------------------------------------- process
 
 is_our_server() {
-  local pid="$1" cmdline
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  local cmdline
+  cmdline="$(proc_cmdline "$1")" || return 1
   [[ ( "$cmdline" == *org.opensearch.bootstrap.OpenSearch* && "$cmdline" == *"$CONF_DIR"* ) ||
      ( "$cmdline" == *noida-db* && "$cmdline" == *"$NOIDA_DATA_DIR"* ) ]]
 }
 
-server_pid() {
-  local pid
-  if [[ -f "$PID_FILE" ]]; then
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    if is_our_server "$pid"; then printf '%s\n' "$pid"; return 0; fi
-  fi
-  return 1
-}
+server_pid() { pid_from_file "$PID_FILE" is_our_server; }
 
 running_engine() { cat "$ENGINE_FILE" 2>/dev/null || echo "$ES_ENGINE"; }
 
@@ -245,9 +205,7 @@ running_engine() { cat "$ENGINE_FILE" 2>/dev/null || echo "$ES_ENGINE"; }
 log_tail() {
   local f
   for f in "$LOG_DIR/sluice.log" "$LOG_DIR/server.out"; do
-    [[ -s "$f" ]] || continue
-    log "---- last lines of $f ----"
-    tail -n 40 "$f" >&2 || true
+    if [[ -s "$f" ]]; then show_tail 40 "$f"; fi
   done
 }
 
@@ -256,16 +214,8 @@ healthy() {
     grep -Eq '"status" *: *"(green|yellow)"'
 }
 
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + ES_START_TIMEOUT))
-  while :; do
-    # Not is_our_server: for its first seconds the pid is bin/opensearch (bash), not yet the JVM.
-    kill -0 "$pid" 2>/dev/null || { log_tail; die "server (pid $pid) exited during startup"; }
-    healthy && return 0
-    ((SECONDS < deadline)) || { log_tail; die "no healthy cluster on $URL after ${ES_START_TIMEOUT}s"; }
-    sleep 0.5
-  done
-}
+# pid_alive, not is_our_server: for its first seconds the pid is bin/opensearch (bash), not yet the JVM.
+wait_ready() { await_ready server "$1" pid_alive "$ES_START_TIMEOUT" 0.5 "no healthy cluster on $URL" healthy; }
 
 launch_opensearch() {
   local jhome
@@ -298,8 +248,7 @@ launch_noida() {
 cmd_start() {
   case "$ES_ENGINE" in opensearch | noida) ;; *) die "unknown engine '$ES_ENGINE' (opensearch or noida)" ;; esac
   mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((ES_START_TIMEOUT + 900))" 9 || die "timed out waiting for another elasticsearch.sh on $STATE_DIR"
+  lock_state "$STATE_DIR" "$((ES_START_TIMEOUT + 900))"
   local pid t0=$SECONDS engine
   if pid="$(server_pid)"; then
     engine="$(running_engine)"
@@ -314,14 +263,12 @@ cmd_start() {
     return 0
   fi
   rm -f "$PID_FILE"
-  port_open "$ES_PORT" && die "port $ES_PORT is in use by another process (set ES_PORT)"
-  if [[ "$ES_ENGINE" == opensearch ]] && port_open "$ES_TRANSPORT_PORT"; then
-    die "port $ES_TRANSPORT_PORT is in use by another process (set ES_TRANSPORT_PORT)"
-  fi
+  require_free_port "$ES_PORT" ES_PORT
+  if [[ "$ES_ENGINE" == opensearch ]]; then require_free_port "$ES_TRANSPORT_PORT" ES_TRANSPORT_PORT; fi
   need_cmd curl curl
   mkdir -p "$LOG_DIR"
   LAUNCHED_PID=""
-  trap abort_start EXIT
+  trap 'abort_launch server pid_alive 40 0.5' EXIT
   "launch_$ES_ENGINE"
   pid="$LAUNCHED_PID"
   printf '%s\n' "$pid" >"$PID_FILE"
@@ -333,32 +280,7 @@ cmd_start() {
   log "ready on $URL ($ES_ENGINE, pid $pid) after $((SECONDS - t0)) s"
 }
 
-abort_start() {
-  local pid="${LAUNCHED_PID:-}" i
-  [[ -n "$pid" ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  log "stopping the server that failed to become ready (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-}
-
-cmd_stop() {
-  [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((ES_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another elasticsearch.sh on $STATE_DIR"
-  local pid
-  if ! pid="$(server_pid)"; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  log "stopping $(running_engine) (pid $pid)"
-  stop_process "$pid" "$ES_STOP_TIMEOUT" is_our_server
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+cmd_stop() { stop_service "$(running_engine)" is_our_server "$ES_STOP_TIMEOUT"; }
 
 cmd_status() {
   local pid
@@ -374,8 +296,6 @@ cmd_env() {
   printf 'ELASTICSEARCH_ENGINE=%s\n' "$engine"
 }
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
-
 main() {
   local cmd="" arg
   while [[ $# -gt 0 ]]; do
@@ -383,17 +303,12 @@ main() {
     case "$arg" in
       --engine) [[ $# -gt 0 ]] || die "--engine needs a value"; ES_ENGINE="$1"; shift ;;
       --engine=*) ES_ENGINE="${arg#--engine=}" ;;
-      -h | --help | help) usage; return 0 ;;
-      *) [[ -z "$cmd" ]] || { usage >&2; exit 2; }; cmd="$arg" ;;
+      -h | --help | help) print_usage 2,12; return 0 ;;
+      *) [[ -z "$cmd" ]] || { print_usage 2,12 >&2; exit 2; }; cmd="$arg" ;;
     esac
   done
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    env) cmd_env ;;
-    *) usage >&2; exit 2 ;;
-  esac
+  # The subcommands are the cmd_* functions; the usage is lines 2-12 above.
+  run_subcommand 2,12 "$cmd"
 }
 
 main "$@"

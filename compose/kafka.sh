@@ -62,27 +62,11 @@ java_bin() {
   fi
 }
 
-# Install a Debian package when a command is missing (only possible as root).
-need_cmd() {
-  local cmd="$1" pkg="$2"
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing $pkg (for $cmd)"
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
-  fi
-  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found; install $pkg"
-}
-
 # ---------------------------------------------------------------- install
 
-ensure_installed() {
-  [[ -f "$INSTALLED_MARKER" ]] && return 0
-  mkdir -p "$CACHE_DIR"
-  exec 8>"$CACHE_DIR/.install.lock"
-  flock -w 600 8 || die "timed out waiting for another install of Kafka $KAFKA_VERSION"
-  if [[ -f "$INSTALLED_MARKER" ]]; then exec 8>&-; return 0; fi
+ensure_installed() { install_once "$CACHE_DIR" 600 "Kafka $KAFKA_VERSION" install_kafka; }
 
+install_kafka() {
   [[ -n "${JAVA:-}${JAVA_HOME:-}" ]] || need_cmd java openjdk-17-jre-headless
   need_cmd mvn maven
   log "installing Apache Kafka $KAFKA_VERSION from Maven Central into $CACHE_DIR"
@@ -135,7 +119,6 @@ EOF
   rm -rf "$build"
   printf 'kafka_2.13 %s installed %s\n' "$KAFKA_VERSION" "$(date -u +%FT%TZ)" >"$INSTALLED_MARKER"
   log "installed $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - start)) s"
-  exec 8>&-
 }
 
 # Run a Kafka main class from the cached jars (short-lived tool JVM).
@@ -239,43 +222,26 @@ format_storage() {
 
 # Is PID a live broker JVM started by this script for this state dir?
 is_our_broker() {
-  local pid="$1" cmdline
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  local cmdline
+  cmdline="$(proc_cmdline "$1")" || return 1
   [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$SERVER_PROPS"* ]]
 }
 
 # Print the broker's pid if it is running, else return 1.
-broker_pid() {
-  local pid
-  if [[ -f "$PID_FILE" ]]; then
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    if is_our_broker "$pid"; then printf '%s\n' "$pid"; return 0; fi
-  fi
-  return 1
-}
+broker_pid() { pid_from_file "$PID_FILE" is_our_broker; }
 
 log_tail() {
-  log "---- last lines of $LOG_DIR/server.log ----"
-  tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
-  if [[ -s "$LOG_DIR/kafka.out" ]]; then
-    log "---- last lines of $LOG_DIR/kafka.out ----"
-    tail -n 20 "$LOG_DIR/kafka.out" >&2 || true
-  fi
+  show_tail 40 "$LOG_DIR/server.log"
+  if [[ -s "$LOG_DIR/kafka.out" ]]; then show_tail 20 "$LOG_DIR/kafka.out"; fi
 }
 
-# Wait until the broker accepts connections and a topic can be created via the admin API.
+listening() { port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$LOG_DIR/server.log" 2>/dev/null; }
+
+# Wait until the broker accepts connections and a topic can be created via the admin API
+# (both within KAFKA_START_TIMEOUT).
 wait_ready() {
   local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT)) remaining
-  while :; do
-    is_our_broker "$pid" || { log_tail; die "broker (pid $pid) exited during startup"; }
-    if port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$LOG_DIR/server.log" 2>/dev/null; then
-      break
-    fi
-    ((SECONDS < deadline)) || { log_tail; die "broker not listening on $BOOTSTRAP after ${KAFKA_START_TIMEOUT}s"; }
-    sleep 0.5
-  done
+  await_ready broker "$pid" is_our_broker "$KAFKA_START_TIMEOUT" 0.5 "broker not listening on $BOOTSTRAP" listening
   while :; do
     remaining=$((deadline - SECONDS))
     ((remaining > 0)) || { log_tail; die "broker on $BOOTSTRAP did not accept a topic create within ${KAFKA_START_TIMEOUT}s"; }
@@ -287,7 +253,8 @@ wait_ready() {
   done
 }
 
-healthcheck() {
+# Internal: the readiness probe, run by wait_ready in a child bash under `timeout`.
+cmd___healthcheck() {
   run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
     --command-config "$CLIENT_PROPS" --create --if-not-exists \
     --topic "$HEALTH_TOPIC" --partitions 1 --replication-factor 1 >/dev/null &&
@@ -297,8 +264,7 @@ healthcheck() {
 
 cmd_start() {
   mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((KAFKA_START_TIMEOUT + 600))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
+  lock_state "$STATE_DIR" "$((KAFKA_START_TIMEOUT + 600))"
 
   local pid t0=$SECONDS
   if pid="$(broker_pid)"; then
@@ -315,12 +281,8 @@ cmd_start() {
     return 0
   fi
   rm -f "$PID_FILE"
-  if port_open "$KAFKA_PORT"; then
-    die "port $KAFKA_PORT is in use by another process (set KAFKA_PORT)"
-  fi
-  if port_open "$KAFKA_CONTROLLER_PORT"; then
-    die "port $KAFKA_CONTROLLER_PORT is in use by another process (set KAFKA_CONTROLLER_PORT)"
-  fi
+  require_free_port "$KAFKA_PORT" KAFKA_PORT
+  require_free_port "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT
 
   ensure_installed
   [[ -n "${JAVA:-}${JAVA_HOME:-}" ]] || need_cmd java openjdk-17-jre-headless
@@ -338,57 +300,19 @@ cmd_start() {
     -cp "$LIBS_DIR/*" kafka.Kafka "$SERVER_PROPS" \
     </dev/null >"$LOG_DIR/kafka.out" 2>&1 8>&- 9>&- &
   pid=$!
-  printf '%s\n' "$pid" >"$PID_FILE"
   # The lock fds (8, 9) are closed for the JVM, or it would hold the lock for its lifetime.
   # setsid runs java in place (the script's children are not group leaders),
-  # so $! is the JVM itself; give exec a moment before the first check.
-  sleep 0.2
+  # so $! is the JVM itself; give exec a moment (0.2 s) before the first check.
   # A broker that never became ready is not left behind.
-  LAUNCHED_PID="$pid"
-  trap abort_start EXIT
-  wait_ready "$pid"
-  trap - EXIT
+  await_launch "$pid" 0.2 broker is_our_broker 20 0.5
   log "ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0)) s"
 }
 
-abort_start() {
-  local pid="${LAUNCHED_PID:-}" i
-  is_our_broker "$pid" || return 0
-  log "stopping the broker that failed to become ready (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do is_our_broker "$pid" || break; sleep 0.5; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-}
+cmd_stop() { stop_service broker is_our_broker "$KAFKA_STOP_TIMEOUT"; }
 
-cmd_stop() {
-  [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
-  exec 9>"$STATE_DIR/.lock"
-  flock -w "$((KAFKA_STOP_TIMEOUT + 120))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
-  local pid
-  if ! pid="$(broker_pid)"; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  log "stopping broker (pid $pid)"
-  stop_process "$pid" "$KAFKA_STOP_TIMEOUT" is_our_broker
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+cmd_status() { service_status kafka broker_pid "$BOOTSTRAP not reachable" "$BOOTSTRAP" port_open "$KAFKA_PORT"; }
 
-cmd_status() {
-  local pid
-  if ! pid="$(broker_pid)"; then
-    echo "kafka: not running"
-    return 1
-  fi
-  if ! port_open "$KAFKA_PORT"; then
-    echo "kafka: pid $pid running but $BOOTSTRAP not reachable"
-    return 1
-  fi
-  echo "kafka: running (pid $pid) on $BOOTSTRAP"
-}
+cmd_env() { echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"; }
 
 cmd_topics() {
   ensure_installed
@@ -397,23 +321,5 @@ cmd_topics() {
     --command-config "$CLIENT_PROPS" "$@"
 }
 
-usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
-}
-
-main() {
-  local cmd="${1:-}"
-  [[ $# -gt 0 ]] && shift
-  case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    env) echo "KAFKA_BOOTSTRAP=$BOOTSTRAP" ;;
-    topics) cmd_topics "$@" ;;
-    __healthcheck) healthcheck ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+# The subcommands are the cmd_* functions; the usage is lines 2-8 above.
+run_subcommand 2,8 "$@"
