@@ -96,8 +96,9 @@ impl Compression {
     }
 }
 
-impl KafkaSinkConfig {
-    fn check(&self) -> Result<(), Invalid> {
+#[async_trait::async_trait]
+impl SinkSettings for KafkaSinkConfig {
+    fn validate(&self) -> Result<(), Invalid> {
         Invalid::non_empty("brokers", &self.brokers)?;
         Invalid::non_empty("topic", &self.topic)?;
         if !matches!(
@@ -106,20 +107,11 @@ impl KafkaSinkConfig {
         ) {
             return Err(Invalid::new("acks", "must be \"all\", 1 or 0"));
         }
-        if self.key_field.split(',').any(|p| p.trim().is_empty()) {
-            return Err(Invalid::new("key_field", "has an empty path"));
-        }
+        json_key::check_paths("key_field", &self.key_field)?;
         if let Some(t) = &self.create_topic {
             t.validate().map_err(|e| e.within("create_topic"))?;
         }
         Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl SinkSettings for KafkaSinkConfig {
-    fn validate(&self) -> Result<(), Invalid> {
-        self.check()
     }
 
     async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {

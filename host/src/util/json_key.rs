@@ -17,6 +17,14 @@ pub fn parse_paths(spec: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Checks a comma-separated list of paths (`key` names the setting): none may be empty.
+pub fn check_paths(key: &str, spec: &str) -> Result<(), super::Invalid> {
+    if spec.split(',').any(|p| p.trim().is_empty()) {
+        return Err(super::Invalid::new(key, "has an empty path"));
+    }
+    Ok(())
+}
+
 /// Writes the first of `paths` present in `json` (a non-empty string or an integer) into
 /// `out`. Returns false (leaving `out` unspecified) when none is, or `json` is not a JSON
 /// object. An empty string counts as absent: it is no use as a message key or document id.

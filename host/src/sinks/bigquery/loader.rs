@@ -170,9 +170,7 @@ impl BigQueryConfig {
         if self.job_timeout.is_zero() {
             return Err(Invalid::new("job_timeout", "must be greater than zero"));
         }
-        if self.id_field.split(',').any(|p| p.trim().is_empty()) {
-            return Err(Invalid::new("id_field", "has an empty path"));
-        }
+        json_key::check_paths("id_field", &self.id_field)?;
         Ok(())
     }
 }

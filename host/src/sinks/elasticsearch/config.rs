@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::index::{IndexPattern, IndexTime};
 use super::template::{TemplateConfig, template_body};
-use crate::util::Invalid;
+use crate::util::{Invalid, json_key};
 
 /// `[sinks.NAME] type = "elasticsearch"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,9 +126,7 @@ impl ElasticsearchConfig {
         if self.bulk_max_bytes.as_u64() == 0 {
             return Err(Invalid::new("bulk_max_bytes", "must be above 0"));
         }
-        if self.id_field.split(',').any(|p| p.trim().is_empty()) {
-            return Err(Invalid::new("id_field", "has an empty path"));
-        }
+        json_key::check_paths("id_field", &self.id_field)?;
         if self.username_env.is_some() != self.password_env.is_some() {
             return Err(Invalid::new(
                 "password_env",
