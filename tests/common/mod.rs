@@ -38,7 +38,7 @@ pub fn build_plugins() {
 pub fn plugin(name: &str) -> PathBuf {
     build_plugins();
     let dist = match name {
-        "hostile" | "wasi_probe" => "tests/plugins/dist",
+        "hostile" | "hostile_js" | "wasi_probe" => "tests/plugins/dist",
         _ => "guest-plugins/dist",
     };
     root().join(dist).join(format!("{name}.wasm"))
@@ -173,3 +173,4 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 pub mod http;
+pub mod sandbox;
