@@ -20,12 +20,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    build_plugins, free_port, generate_options, generate_start, host_bin, http, root, tempdir,
-    tweet_id,
+    free_port, generate_options, generate_start, host_run, http, interrupt, root, tempdir, tweet_id,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use testcontainers::core::WaitFor;
@@ -560,17 +559,8 @@ impl Host {
     }
 
     fn command(pipeline: &Path) -> Command {
-        build_plugins();
-        let mut c = Command::new(host_bin());
-        c.args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--json-summary",
-            "--quiet",
-        ])
-        .current_dir(root())
-        .env("RUST_LOG", "warn,sluice=info")
-        .env("SLUICE_TEST_SIM_TOKEN", SIM_TOKEN);
+        let mut c = host_run(pipeline);
+        c.env("SLUICE_TEST_SIM_TOKEN", SIM_TOKEN);
         c
     }
 
@@ -615,23 +605,12 @@ impl Host {
     /// SIGINT: the host drains what is in flight, commits and exits 0.
     fn stop(&mut self) {
         let mut c = self.child.take().expect("running");
-        Command::new("kill")
-            .args(["-INT", &c.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "host exited with {status}: {}",
-                    self.tail()
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "host did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = interrupt(&mut c, Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "host exited with {status}: {}",
+            self.tail()
+        );
     }
 
     /// Panics with the log when the process has exited.
@@ -877,21 +856,10 @@ fn read_all(brokers: &str, topic: &str) -> Vec<Msg> {
         {
             ends.remove(&m.partition());
         }
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        let v = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_owned(), v.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         out.push((
             m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             m.payload().unwrap_or_default().to_vec(),
-            headers,
+            common::kafka::headers(&m),
         ));
     }
     out

@@ -6,10 +6,10 @@
 //! template, so they run in parallel; the outage test starts a second server of its own (own
 //! ports, own `SLUICE_STATE`) so stopping it disturbs no other test.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,24 +21,9 @@ use sluice::sinks::elasticsearch::{
 };
 use sluice::transform::{Header, Record};
 
-// ---------------------------------------------------------------- the server
+use common::{build_plugins, free_port, http, kafka_bootstrap, root, tempdir, tweet_id};
 
-/// The repository root (this file is `<root>/tests/elasticsearch.rs`).
-fn root() -> PathBuf {
-    let here = Path::new(file!());
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        here.parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    ];
-    candidates
-        .into_iter()
-        .find(|c| c.join("compose/elasticsearch.sh").is_file())
-        .expect("repository root with compose/elasticsearch.sh")
-}
+// ---------------------------------------------------------------- the server
 
 fn compose(args: &[&str], envs: &[(&str, String)]) -> bool {
     let mut c = Command::new("bash");
@@ -82,10 +67,7 @@ fn es_url() -> String {
 }
 
 fn healthy(url: &str) -> bool {
-    matches!(
-        try_http("GET", &format!("{url}/_cluster/health"), None),
-        Ok((200, _))
-    )
+    http::get_status(&format!("{url}/_cluster/health")) == Some(200)
 }
 
 /// A second server on free ports with its own state dir; stopped (and its state removed) on drop.
@@ -97,13 +79,11 @@ struct Instance {
 
 impl Instance {
     fn start() -> Instance {
-        let (a, b) = (free_port(), free_port());
         let inst = Instance {
-            state: tempfile::tempdir().unwrap(),
-            port: a.local_addr().unwrap().port(),
-            transport_port: b.local_addr().unwrap().port(),
+            state: tempdir(),
+            port: free_port(),
+            transport_port: free_port(),
         };
-        drop((a, b));
         assert!(inst.compose("start"), "starting a second OpenSearch failed");
         inst
     }
@@ -131,61 +111,24 @@ impl Drop for Instance {
     }
 }
 
-fn free_port() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").unwrap()
-}
-
-// ---------------------------------------------------------------- plain HTTP for checks
-
-fn try_http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
-    let rest = url.strip_prefix("http://").expect("an http:// URL");
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-}
-
-fn http(method: &str, url: &str, body: Option<&Value>) -> Value {
-    let (status, v) = try_http(method, url, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    assert!(
-        (200..300).contains(&status),
-        "{method} {url}: HTTP {status}: {v}"
-    );
-    v
-}
-
 fn refresh(url: &str, pattern: &str) {
-    http("POST", &format!("{url}/{pattern}/_refresh"), None);
+    http::json("POST", &format!("{url}/{pattern}/_refresh"), None);
 }
 
 /// Deletes a test's indices and template (left in place when the test fails, for a look).
 fn cleanup(url: &str, prefix: &str) {
-    http("DELETE", &format!("{url}/{prefix}-*"), None);
-    let _ = try_http("DELETE", &format!("{url}/_index_template/{prefix}"), None);
+    http::json("DELETE", &format!("{url}/{prefix}-*"), None);
+    let _ = http::request(
+        "DELETE",
+        &format!("{url}/_index_template/{prefix}"),
+        "application/json",
+        b"",
+    );
 }
 
 fn count(url: &str, index: &str) -> u64 {
     refresh(url, index);
-    http("GET", &format!("{url}/{index}/_count"), None)["count"]
+    http::json("GET", &format!("{url}/{index}/_count"), None)["count"]
         .as_u64()
         .unwrap()
 }
@@ -194,11 +137,7 @@ fn count(url: &str, index: &str) -> u64 {
 
 /// `prefix-<pid>-<nanos>`: names no other test or run uses (lowercase, valid index names).
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("sluicetest-{prefix}-{}-{nanos}", std::process::id())
+    common::unique(&format!("sluicetest-{prefix}"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -300,11 +239,7 @@ fn fixtures() -> Vec<(String, Value, i64)> {
     .map(|(name, ms)| {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
-        let id = v["id_str"]
-            .as_str()
-            .or(v["data"]["id"].as_str())
-            .unwrap()
-            .to_string();
+        let id = tweet_id(&v).unwrap();
         (id, v, ms)
     })
     .collect()
@@ -392,12 +327,12 @@ fn tweets_land_in_daily_indices_one_doc_per_id_with_the_template() {
     for (index, ids) in &expected {
         assert_eq!(count(&url, index), ids.len() as u64, "documents in {index}");
         for id in ids.iter().take(3) {
-            let doc = http("GET", &format!("{url}/{index}/_doc/{id}"), None);
+            let doc = http::json("GET", &format!("{url}/{index}/_doc/{id}"), None);
             assert_eq!(doc["found"], true, "{index}/{id}");
         }
     }
     // A fixture document kept its content.
-    let doc = http(
+    let doc = http::json(
         "GET",
         &format!("{url}/{prefix}-20181010/_doc/1050118621198921728"),
         None,
@@ -406,7 +341,7 @@ fn tweets_land_in_daily_indices_one_doc_per_id_with_the_template() {
 
     // The template shaped the indices.
     let index = format!("{prefix}-{}", ymd(DAY0_MS));
-    let mapping = http("GET", &format!("{url}/{index}/_mapping"), None);
+    let mapping = http::json("GET", &format!("{url}/{index}/_mapping"), None);
     let props = &mapping[&index]["mappings"]["properties"];
     assert_eq!(props["@timestamp"]["type"], "date", "{props}");
     assert_eq!(props["id_str"]["type"], "keyword");
@@ -421,13 +356,13 @@ fn tweets_land_in_daily_indices_one_doc_per_id_with_the_template() {
         props["sluice"]["properties"]["text_length"]["type"],
         "integer"
     );
-    let settings = http("GET", &format!("{url}/{index}/_settings"), None);
+    let settings = http::json("GET", &format!("{url}/{index}/_settings"), None);
     let s = &settings[&index]["settings"]["index"];
     assert_eq!(s["mapping"]["total_fields"]["limit"], "1500", "{s}");
     assert_eq!(s["number_of_replicas"], "0");
     assert_eq!(s["number_of_shards"], "1");
     // Searching by the keyword id works (it is not analysed text).
-    let hits = http(
+    let hits = http::json(
         "POST",
         &format!("{url}/{prefix}-*/_count"),
         Some(&json!({"query": {"term": {"data.id": "7"}}})),
@@ -608,7 +543,7 @@ fn ingest_time_and_fixed_index_names() {
 
 #[test]
 fn connecting_to_nothing_fails_naming_the_url() {
-    let port = free_port().local_addr().unwrap().port();
+    let port = free_port();
     let cfg = ElasticsearchConfig {
         url: format!("http://127.0.0.1:{port}"),
         ..ElasticsearchConfig::default()
@@ -698,7 +633,7 @@ fn server_down_mid_stream_then_back_loses_and_duplicates_nothing() {
     assert_eq!(count(&url, &pattern), 370, "one document per id, none lost");
     // Every id is there (and, with the count, each exactly once).
     let ids: Vec<String> = (0..370).map(|n: u64| n.to_string()).collect();
-    let docs = http(
+    let docs = http::json(
         "POST",
         &format!("{url}/{prefix}-{}/_mget", ymd(DAY0_MS)),
         Some(&json!({ "ids": ids })),
@@ -727,12 +662,7 @@ fn run_pipeline(
     prefix: &str,
     chain: &[&str],
 ) -> (sluice::pipeline::Summary, Vec<Value>) {
-    let status = Command::new(env!("CARGO"))
-        .args(["xtask", "plugins"])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    build_plugins();
     let dist = root().join("guest-plugins/dist");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
@@ -871,7 +801,7 @@ fn run_until_lines(toml: &str, dir: &Path, lines: &Path, n: usize) {
 fn redelivering_the_same_kafka_range_leaves_the_count_unchanged() {
     const N: usize = 400;
     let url = es_url();
-    let brokers = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = kafka_bootstrap();
     let prefix = unique("redeliver");
     let topic = prefix.clone();
     let dir = tempfile::tempdir().unwrap();

@@ -633,54 +633,31 @@ fn streaming_inserts_with_the_tweet_id() {
 
 /// The broker `cargo xtask test` started (or `KAFKA_BOOTSTRAP`).
 fn kafka() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    common::kafka_bootstrap()
 }
 
 fn host(pipeline: &Path) -> Command {
-    common::build_plugins();
-    let mut c = Command::new(common::host_bin());
-    c.args([
-        "run",
-        pipeline.to_str().unwrap(),
-        "--json-summary",
-        "--quiet",
-    ])
-    .env("RUST_LOG", "warn,sluice=info");
-    c
+    common::host_run(pipeline)
 }
 
 /// Stops (SIGKILL) a host left running by a failing test.
-struct Host(std::process::Child);
+struct Host(common::KillOnDrop);
 
 impl Host {
     fn spawn(pipeline: &Path, log: &Path) -> Host {
-        Host(
+        Host(common::KillOnDrop(Some(
             host(pipeline)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(log).unwrap())
                 .spawn()
                 .unwrap(),
-        )
+        )))
     }
 
     /// SIGINT, then wait for the drain.
     fn interrupt(mut self) {
-        Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "host did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let child = self.0.0.as_mut().expect("running");
+        common::interrupt(child, Duration::from_secs(60));
     }
 }
 

@@ -10,18 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::KillOnDrop as Running; // stops a child host even when the test fails
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use serde_json::Value;
 use tweetgen::{GenerateOptions, TweetGenerator};
 
 /// The broker under test; panics (the test fails) when nothing listens there.
 fn bootstrap() -> String {
-    let b = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let b = kafka_bootstrap();
     assert_reachable(&b);
     b
 }
@@ -52,23 +53,9 @@ fn write_pipeline(dir: &Path, name: &str, toml: &str) -> PathBuf {
     p
 }
 
-fn host_cmd(pipeline: &Path) -> Command {
-    build_plugins();
-    let mut c = Command::new(host_bin());
-    c.args([
-        "run",
-        pipeline.to_str().unwrap(),
-        "--json-summary",
-        "--quiet",
-    ])
-    .current_dir(root())
-    .env("RUST_LOG", "warn,sluice=info");
-    c
-}
-
 /// Runs a pipeline to its end; returns its JSON summary.
 fn run_host(pipeline: &Path) -> Value {
-    let o: Output = host_cmd(pipeline).output().unwrap();
+    let o: Output = host_run(pipeline).output().unwrap();
     assert!(
         o.status.success(),
         "host failed: {}",
@@ -79,7 +66,7 @@ fn run_host(pipeline: &Path) -> Value {
 
 /// Starts a pipeline that runs until stopped; stderr goes to `log`.
 fn spawn_host(pipeline: &Path, log: &Path) -> Child {
-    host_cmd(pipeline)
+    host_run(pipeline)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -88,27 +75,7 @@ fn spawn_host(pipeline: &Path, log: &Path) -> Child {
 
 /// SIGINT: the host drains in-flight batches, commits and exits.
 fn stop_host(mut child: Child) {
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "host did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Stops a child host even when the test fails.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    interrupt(&mut child, Duration::from_secs(30));
 }
 
 /// Ids of the tweets a `generate` source with `seed` and `count` produces.
@@ -250,21 +217,10 @@ fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Msg> {
         );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| {
-                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
-                                (h.key.to_owned(), v.into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 out.push((
                     m.key().map(<[u8]>::to_vec),
                     m.payload().unwrap_or_default().to_vec(),
-                    headers,
+                    kafka::headers(&m),
                 ));
             }
             Some(Err(e)) => eprintln!("reader: {e}"),
@@ -457,7 +413,7 @@ fn broker_restart_mid_stream_loses_nothing() {
         &producer_toml(&brokers, &topic, 13, n, "rate = 300"),
     );
     let mut producer = Running(Some(
-        host_cmd(&produce)
+        host_run(&produce)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("p.log")).unwrap())
             .spawn()
@@ -665,7 +621,7 @@ fn two_hosts_in_one_group_split_the_partitions() {
         &producer_toml(&brokers, &topic, 17, n, "rate = 1000"),
     );
     let mut producer = Running(Some(
-        host_cmd(&produce).stdout(Stdio::null()).spawn().unwrap(),
+        host_run(&produce).stdout(Stdio::null()).spawn().unwrap(),
     ));
     let deadline = Instant::now() + Duration::from_secs(60);
     while line_count(&out_a) < 500 || line_count(&out_b) < 500 {
@@ -817,7 +773,7 @@ fn example_pipelines_run_against_the_broker() {
         c
     };
     let produce = with_env(
-        host_cmd(Path::new("examples/generate-to-kafka.toml")),
+        host_run(Path::new("examples/generate-to-kafka.toml")),
         &[
             ("SLUICE_SOURCE__COUNT", "2000"),
             // Recent event times, so the broker's time-based retention leaves them alone.
@@ -844,7 +800,7 @@ fn example_pipelines_run_against_the_broker() {
 
     let out = dir.path().join("es.ndjson");
     let consume = with_env(
-        host_cmd(Path::new("examples/kafka-to-file.toml")),
+        host_run(Path::new("examples/kafka-to-file.toml")),
         &[
             ("SLUICE_SOURCE__BROKERS", &brokers),
             ("SLUICE_SOURCE__TOPICS", &format!("[{topic}]")),

@@ -4,6 +4,8 @@
 //! `backoff_scale`), a stalled stream is detected by the keep-alive timeout, auth problems are
 //! fatal and named.
 
+mod common;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -506,16 +508,7 @@ async fn pipeline_streams_tweets_through_the_chain_across_reconnects() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["xtask", "plugins"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::build_plugins();
     let token = token_env("pipeline", Some(TOKEN));
     let pipeline = dir.path().join("p.toml");
     std::fs::write(
@@ -543,9 +536,7 @@ type = "file"
 path = "dead.ndjson"
 "#,
             url = sim.base_url(),
-            plugin = root
-                .join("guest-plugins/dist/keyword_filter.wasm")
-                .display(),
+            plugin = common::plugin("keyword_filter").display(),
         ),
     )
     .unwrap();

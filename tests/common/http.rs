@@ -20,7 +20,7 @@ pub fn request(
         .ok_or_else(|| std::io::Error::other(format!("not an http:// URL: {url}")))?;
     let (host, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
     let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         s,
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: {content_type}\r\n\

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 
 use sluice::transform::{Header, Plugin, PluginSpec, Record, Runtime, RuntimeOptions};
@@ -38,7 +38,7 @@ pub fn build_plugins() {
 pub fn plugin(name: &str) -> PathBuf {
     build_plugins();
     let dist = match name {
-        "hostile" | "wasi_probe" => "tests/plugins/dist",
+        "hostile" | "hostile_js" | "wasi_probe" => "tests/plugins/dist",
         _ => "guest-plugins/dist",
     };
     root().join(dist).join(format!("{name}.wasm"))
@@ -168,8 +168,64 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The broker under test: `KAFKA_BOOTSTRAP`, default 127.0.0.1:9092 (where `cargo xtask test`
+/// starts one).
+pub fn kafka_bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// `host run PIPELINE --json-summary --quiet` in the repository root, with
+/// `RUST_LOG=warn,sluice=info`; the plugins are built first.
+pub fn host_run(pipeline: &Path) -> Command {
+    build_plugins();
+    let mut c = Command::new(host_bin());
+    c.args([
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json-summary",
+        "--quiet",
+    ])
+    .current_dir(root())
+    .env("RUST_LOG", "warn,sluice=info");
+    c
+}
+
+/// SIGINT to a host (it drains what is in flight, commits and exits); its exit status, or a
+/// panic when it has not exited within `limit`.
+pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) -> ExitStatus {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "host did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves none running.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
 pub mod http;
+pub mod kafka;
+pub mod sandbox;
