@@ -905,30 +905,7 @@ fn kafka_round_trip_through_the_host() {
     let produced = Host::run(
         dir.path(),
         "produce",
-        &format!(
-            r#"
-[pipeline]
-batch_size = 200
-[source]
-type = "generate"
-count = {n}
-[source.tweets]
-seed = {seed}
-start_time = "{start}"
-[sinks.kafka]
-type = "kafka"
-brokers = "{b}"
-topic = "roundtrip"
-[sinks.kafka.create_topic]
-partitions = 3
-[dead_letter]
-type = "file"
-path = "{dead}"
-"#,
-            b = kafka.bootstrap,
-            dead = dir.path().join("produce.dead").display(),
-            start = generate_start(),
-        ),
+        &common::kafka::producer_toml(&kafka.bootstrap, "roundtrip", seed, n, 3, ""),
     );
     assert_eq!(produced["records_out"], n);
 

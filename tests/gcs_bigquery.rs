@@ -664,34 +664,8 @@ impl Host {
 /// Puts `count` generated tweets (seed 7) into a new topic with 2 partitions, through the host.
 fn produce(dir: &Path, topic: &str, count: usize) {
     let p = dir.join("produce.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[pipeline]
-batch_size = 200
-[source]
-type = "generate"
-count = {count}
-[source.tweets]
-seed = 7
-start_time = "{start}"
-[sinks.kafka]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-[sinks.kafka.create_topic]
-partitions = 2
-[dead_letter]
-type = "file"
-path = "{dead}"
-"#,
-            brokers = kafka(),
-            dead = dir.join("produce.dead").display(),
-            start = common::generate_start(),
-        ),
-    )
-    .unwrap();
+    let toml = common::kafka::producer_toml(&kafka(), topic, 7, count, 2, "");
+    std::fs::write(&p, toml).unwrap();
     let o = host(&p).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

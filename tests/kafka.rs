@@ -131,33 +131,9 @@ fn wait_for_all(files: &[&Path], want: &BTreeSet<String>, timeout: Duration) -> 
     }
 }
 
-/// A pipeline producing `count` generated tweets (seed `seed`) to `topic`.
+/// A pipeline producing `count` generated tweets (seed `seed`) to `topic` (3 partitions).
 fn producer_toml(brokers: &str, topic: &str, seed: u64, count: usize, extra: &str) -> String {
-    format!(
-        r#"
-[pipeline]
-batch_size = 200
-[source]
-type = "generate"
-count = {count}
-{extra}
-[source.tweets]
-seed = {seed}
-start_time = "{start}"
-[sinks.kafka]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-acks = "all"
-compression = "zstd"
-[sinks.kafka.create_topic]
-partitions = 3
-[dead_letter]
-type = "file"
-path = "dead.ndjson"
-"#,
-        start = generate_start(),
-    )
+    common::kafka::producer_toml(brokers, topic, seed, count, 3, extra)
 }
 
 /// A pipeline reading `topic` as `group` through `enrich` into `out`.

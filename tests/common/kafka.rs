@@ -1,4 +1,5 @@
-//! Reading what a Kafka topic holds, for checks.
+//! Kafka in tests: a pipeline that fills a topic with generated tweets, and reading what a
+//! topic holds, for checks.
 #![allow(dead_code)]
 
 use rdkafka::message::{Headers, Message};
@@ -18,4 +19,41 @@ where
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A pipeline producing `count` generated tweets (seed `seed`) through the host into `topic`,
+/// created with `partitions` if missing; `extra` goes into `[source]` (e.g. `rate = 300`).
+pub fn producer_toml(
+    brokers: &str,
+    topic: &str,
+    seed: u64,
+    count: usize,
+    partitions: u32,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[pipeline]
+batch_size = 200
+[source]
+type = "generate"
+count = {count}
+{extra}
+[source.tweets]
+seed = {seed}
+start_time = "{start}"
+[sinks.kafka]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+acks = "all"
+compression = "zstd"
+[sinks.kafka.create_topic]
+partitions = {partitions}
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+        start = super::generate_start(),
+    )
 }
