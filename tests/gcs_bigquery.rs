@@ -667,7 +667,7 @@ fn produce(dir: &Path, topic: &str, count: usize) {
     let toml = common::kafka::producer_toml(&kafka(), topic, 7, count, 2, "");
     std::fs::write(&p, toml).unwrap();
     let o = host(&p).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::assert_success(&o);
 }
 
 /// The seed's `twitter_log_to_gcs` consumer, writing to `bucket` and loading into `dataset.table`.

@@ -765,11 +765,7 @@ fn example_pipelines_run_against_the_broker() {
     )
     .output()
     .unwrap();
-    assert!(
-        produce.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produce.stderr)
-    );
+    common::assert_success(&produce);
     let s: Value = serde_json::from_slice(&produce.stdout).unwrap();
     let kept = s["records_out"].as_u64().unwrap() as usize;
     assert!(kept > 300 && kept < 1000, "{s}");

@@ -20,11 +20,7 @@ fn scaffold_build_and_run(lang: &str, wasi: bool) {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let root = dir.path().join(&name);
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("sh build.sh"), "{printed}");

@@ -44,6 +44,16 @@ pub fn plugin(name: &str) -> PathBuf {
     root().join(dist).join(format!("{name}.wasm"))
 }
 
+/// Panics with the process's stderr unless it exited successfully.
+pub fn assert_success(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "process ended with {}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Path of the `host` binary, built once per test binary.
 pub fn host_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -190,13 +200,22 @@ pub fn host_run(pipeline: &Path) -> Command {
     c
 }
 
-/// SIGINT to a host (it drains what is in flight, commits and exits); its exit status, or a
-/// panic when it has not exited within `limit`.
+/// Sends SIGINT (Ctrl-C) and waits up to `limit` for the process to end.
 pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) -> ExitStatus {
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    stop_with(child, "INT", limit)
+}
+
+/// Sends `signal` (`"TERM"`, `"INT"`) and waits up to `limit` for the process to end.
+pub fn stop_with(
+    child: &mut std::process::Child,
+    signal: &str,
+    limit: std::time::Duration,
+) -> ExitStatus {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
+    assert!(sent.success(), "kill -{signal} failed");
     let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -204,7 +223,7 @@ pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) ->
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "host did not stop on SIGINT"
+            "host did not stop on SIG{signal} within {limit:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
