@@ -539,3 +539,84 @@ fn schema_bigquery_is_derived_from_what_leaves_the_chain() {
     assert!(field(&fields, "card").is_none() && field(&fields, "translations").is_none());
     assert!(stderr(&o).contains("out of 1500 read"), "{}", stderr(&o));
 }
+
+/// A pipeline with an endless generated source; `sink` is its `[sinks.*]` table.
+fn endless_pipeline(dir: &Path, sink: &str, pipeline: &str) -> std::path::PathBuf {
+    let p = dir.join("endless.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[pipeline]\nbatch_size = 100\n{pipeline}\n[source]\ntype = \"generate\"\n\
+             count = 0\nrate = 5000\n{sink}\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn sigterm_drains_every_batch_and_exits_cleanly() {
+    let dir = tempdir();
+    let out = dir.path().join("out.ndjson");
+    let sink = format!("[sinks.out]\ntype = \"file\"\npath = \"{}\"", out.display());
+    let pipeline = endless_pipeline(dir.path(), &sink, "");
+    let mut host = KillOnDrop(Some(
+        host_run(&pipeline)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until(
+        "records in the output",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(100),
+        || std::fs::metadata(&out).is_ok_and(|m| m.len() > 0),
+    );
+    let child = host.0.as_mut().unwrap();
+    let status = stop_with(child, "TERM", std::time::Duration::from_secs(30));
+    let o = host.0.take().unwrap().wait_with_output().unwrap();
+    assert!(status.success(), "{status}: {}", stderr(&o));
+    assert!(stderr(&o).contains("SIGTERM: draining"), "{}", stderr(&o));
+    let s = summary(&o);
+    let n = |k: &str| s[k].as_u64().unwrap();
+    assert!(n("records_in") > 0, "{s}");
+    // Everything read was delivered before the exit: no batch was cut off.
+    assert_eq!(
+        n("records_in"),
+        n("records_out") + n("dropped") + n("dead_lettered")
+    );
+    assert_eq!(lines(&out).len() as u64, n("records_out"));
+}
+
+#[test]
+fn a_drain_that_cannot_finish_ends_at_shutdown_timeout() {
+    let dir = tempdir();
+    // A broker nobody listens on: the first batch waits for acknowledgements forever.
+    let sink = format!(
+        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:{}\"\ntopic = \"t\"",
+        free_port()
+    );
+    let pipeline = endless_pipeline(dir.path(), &sink, "shutdown_timeout = \"1s\"");
+    let mut host = KillOnDrop(Some(
+        host_run(&pipeline)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let child = host.0.as_mut().unwrap();
+    let status = stop_with(child, "TERM", std::time::Duration::from_secs(30));
+    let o = host.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pipeline.shutdown_timeout (1s)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "no summary for a run that did not finish"
+    );
+}

@@ -70,6 +70,10 @@ pub struct PipelineSection {
     /// Print a progress line to stderr (when it is a terminal) at this interval.
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// After SIGTERM or SIGINT, how long the drain (finish in-flight batches, flush every
+    /// sink, commit) may take before the host exits without committing what is undelivered.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for PipelineSection {
@@ -82,6 +86,7 @@ impl Default for PipelineSection {
             queue_batches: 4,
             max_record_bytes: ByteSize::mib(1),
             progress_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -188,6 +193,9 @@ impl Pipeline {
         }
         if p.queue_batches == 0 {
             return Err(self.error("pipeline.queue_batches", "must be at least 1"));
+        }
+        if p.shutdown_timeout.is_zero() {
+            return Err(self.error("pipeline.shutdown_timeout", "must be greater than zero"));
         }
         for (i, name) in p.chain.iter().enumerate() {
             if !c.transforms.contains_key(name) {

@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline until its source ends (or Ctrl-C), then print a summary.
+    /// Run a pipeline until its source ends (or SIGTERM/SIGINT, which drain), then print a
+    /// summary.
     Run {
         pipeline: PathBuf,
         /// Print the summary as JSON on stdout.
@@ -150,12 +151,30 @@ fn run(path: &Path, json_summary: bool, quiet: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let drain_limit = pipeline.config.pipeline.shutdown_timeout;
+        // Listening before the pipeline starts: from here on a signal drains, never kills.
+        let mut signals = Signals::new()?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping: draining in-flight batches (Ctrl-C again to abort)");
-                let _ = stop_tx.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
+            let first = signals.next().await;
+            tracing::warn!(
+                "{first}: draining in-flight batches (at most {}; a second signal aborts)",
+                humantime::format_duration(drain_limit)
+            );
+            let _ = stop_tx.send(true);
+            // Exiting here skips every destructor: nothing more is committed, so what was
+            // not delivered is read again by the next run.
+            tokio::select! {
+                second = signals.next() => {
+                    eprintln!("{second} again: aborting the drain");
+                    std::process::exit(128 + second.number());
+                }
+                _ = tokio::time::sleep(drain_limit) => {
+                    eprintln!(
+                        "error: the drain did not finish within pipeline.shutdown_timeout ({}); \
+                         exiting without committing what was not delivered",
+                        humantime::format_duration(drain_limit)
+                    );
+                    std::process::exit(EXIT_DRAIN_TIMEOUT);
                 }
             }
         });
@@ -166,6 +185,57 @@ fn run(path: &Path, json_summary: bool, quiet: bool) -> anyhow::Result<()> {
     }
     eprintln!("{summary}");
     Ok(())
+}
+
+/// Exit code when the drain after a signal outlasts `pipeline.shutdown_timeout`.
+const EXIT_DRAIN_TIMEOUT: i32 = 3;
+
+/// The signals that stop a run: SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd,
+/// Kubernetes).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[derive(Clone, Copy)]
+enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn number(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 2,
+            StopSignal::Terminate => 15,
+        }
+    }
+}
+
+impl std::fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        })
+    }
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    async fn next(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Interrupt,
+            _ = self.terminate.recv() => StopSignal::Terminate,
+        }
+    }
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
