@@ -554,28 +554,38 @@ fn endless_pipeline(dir: &Path, sink: &str, pipeline: &str) -> std::path::PathBu
     p
 }
 
+/// `host run` with stdout and stderr captured.
+fn spawn_piped(pipeline: &Path) -> KillOnDrop {
+    KillOnDrop(Some(
+        host_run(pipeline)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// Sends SIGTERM, waits at most 30 s, and returns how the host ended with what it printed.
+fn terminate(host: &mut KillOnDrop) -> (std::process::ExitStatus, Output) {
+    let child = host.0.as_mut().unwrap();
+    let status = stop_with(child, "TERM", std::time::Duration::from_secs(30));
+    (status, host.0.take().unwrap().wait_with_output().unwrap())
+}
+
 #[test]
 fn sigterm_drains_every_batch_and_exits_cleanly() {
     let dir = tempdir();
     let out = dir.path().join("out.ndjson");
     let sink = format!("[sinks.out]\ntype = \"file\"\npath = \"{}\"", out.display());
     let pipeline = endless_pipeline(dir.path(), &sink, "");
-    let mut host = KillOnDrop(Some(
-        host_run(&pipeline)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut host = spawn_piped(&pipeline);
     wait_until(
         "records in the output",
         std::time::Duration::from_secs(60),
         std::time::Duration::from_millis(100),
         || std::fs::metadata(&out).is_ok_and(|m| m.len() > 0),
     );
-    let child = host.0.as_mut().unwrap();
-    let status = stop_with(child, "TERM", std::time::Duration::from_secs(30));
-    let o = host.0.take().unwrap().wait_with_output().unwrap();
+    let (status, o) = terminate(&mut host);
     assert!(status.success(), "{status}: {}", stderr(&o));
     assert!(stderr(&o).contains("SIGTERM: draining"), "{}", stderr(&o));
     let s = summary(&o);
@@ -598,17 +608,9 @@ fn a_drain_that_cannot_finish_ends_at_shutdown_timeout() {
         free_port()
     );
     let pipeline = endless_pipeline(dir.path(), &sink, "shutdown_timeout = \"1s\"");
-    let mut host = KillOnDrop(Some(
-        host_run(&pipeline)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut host = spawn_piped(&pipeline);
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let child = host.0.as_mut().unwrap();
-    let status = stop_with(child, "TERM", std::time::Duration::from_secs(30));
-    let o = host.0.take().unwrap().wait_with_output().unwrap();
+    let (status, o) = terminate(&mut host);
     assert_eq!(status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("pipeline.shutdown_timeout (1s)"),
