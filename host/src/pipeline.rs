@@ -129,9 +129,13 @@ pub async fn open_dead_letter(p: &Pipeline) -> anyhow::Result<DeadLetterSink> {
             (name.clone(), file.to_string_lossy().into_owned())
         })
         .collect();
+    let cx = SinkContext {
+        stage: Arc::from("dead_letter"),
+        base_dir: p.base_dir(),
+    };
     p.config
         .dead_letter
-        .open(|path| p.resolve(path), plugins)
+        .open(&cx, plugins)
         .await
         .map_err(|e| p.explain("dead_letter", e))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::api::SinkContext;
 use super::file::FileSink;
 use super::kafka::{KafkaDeadLetter, KafkaDeadLetterConfig};
 use crate::event::{DeadLetter, dead_letter_json};
@@ -38,16 +39,17 @@ impl DeadLetterConfig {
         }
     }
 
-    /// `path` is the file resolved against the pipeline file; `plugins` maps transform names
-    /// to their plugin files (the Kafka dead letter's `sluice.plugin` header).
+    /// Opens the destination like a sink (a relative `path` starts at `cx.base_dir`);
+    /// `plugins` maps transform names to their plugin files (the Kafka dead letter's
+    /// `sluice.plugin` header).
     pub async fn open(
         &self,
-        resolve: impl Fn(&std::path::Path) -> PathBuf,
+        cx: &SinkContext,
         plugins: HashMap<String, String>,
     ) -> anyhow::Result<DeadLetterSink> {
         Ok(match self {
             DeadLetterConfig::File { path } => {
-                DeadLetterSink::File(FileSink::open(resolve(path), 0).await?)
+                DeadLetterSink::File(FileSink::open(cx.resolve(path), 0).await?)
             }
             DeadLetterConfig::Kafka(k) => DeadLetterSink::Kafka(KafkaDeadLetter::open(k, plugins)?),
         })
