@@ -115,7 +115,11 @@ fn kafka_script(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` says where the manifest is at run time. The path compiled in is only a
+    // fallback: checkouts that share a target dir also share the `xtask` binary.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
