@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, generate_options, generate_start, host_run, http, interrupt, root, tempdir, tweet_id,
+    free_port, generate_options, generate_start, host_run, http, root, tempdir, tweet_id,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -232,8 +232,16 @@ impl Kafka {
 
     /// Stops the broker container (SIGTERM, controlled shutdown), waits `down`, starts it again.
     fn restart(&self, down: Duration) {
-        self.c.stop_with_timeout(Some(20)).unwrap();
+        self.stop();
         std::thread::sleep(down);
+        self.start_again();
+    }
+
+    fn stop(&self) {
+        self.c.stop_with_timeout(Some(20)).unwrap();
+    }
+
+    fn start_again(&self) {
         self.c.start().unwrap();
         self.wait_ready();
     }
@@ -308,6 +316,16 @@ impl Elasticsearch {
                 (id, (index, h["_source"].clone()))
             })
             .collect()
+    }
+
+    /// Stops the container (SIGTERM), as an outage.
+    fn stop(&self) {
+        self.c.stop_with_timeout(Some(20)).unwrap();
+    }
+
+    fn start_again(&self) {
+        self.c.start().unwrap();
+        self.wait_ready();
     }
 
     fn count(&self, pattern: &str) -> u64 {
@@ -604,8 +622,13 @@ impl Host {
 
     /// SIGINT: the host drains what is in flight, commits and exits 0.
     fn stop(&mut self) {
+        self.stop_with("INT");
+    }
+
+    /// `signal` (`INT`, `TERM`): the host drains what is in flight, commits and exits 0.
+    fn stop_with(&mut self, signal: &str) {
         let mut c = self.child.take().expect("running");
-        let status = interrupt(&mut c, Duration::from_secs(60));
+        let status = common::stop_with(&mut c, signal, Duration::from_secs(60));
         assert!(
             status.success(),
             "host exited with {status}: {}",
@@ -1437,4 +1460,238 @@ fn emulators_share_one_object_root() {
     let row = &q["rows"][0]["f"];
     assert_eq!(row[0]["v"], json!(n.to_string()), "{q}");
     assert_eq!(row[1]["v"], json!((n * (n - 1) / 2).to_string()), "{q}");
+}
+
+/// The seed's Kafka -> Elasticsearch hop as an operator runs it, with `[runtime.metrics]`:
+/// `/metrics` adds up per stage and the consumer lag falls to 0; `/ready` turns 503 within 10 s
+/// of the broker or OpenSearch stopping, naming the stage, and 200 again once they are back; a
+/// SIGTERM in the middle of a run exits 0 having committed only what Elasticsearch holds, and a
+/// restart delivers the rest: every id the chain keeps is in Elasticsearch, once.
+#[test]
+fn operating_kafka_to_elasticsearch() {
+    use common::metrics::{Scrape, ready};
+    let Some(_lock) = docker("operating_kafka_to_elasticsearch") else {
+        return;
+    };
+    let kafka = Kafka::start();
+    let es = Elasticsearch::start();
+    let dir = WorkDir::new();
+    let topic = "ops";
+    let produce = |seed: u64, n: usize| {
+        let toml = common::kafka::producer_toml(&kafka.bootstrap, topic, seed, n, 3, "");
+        let summary = Host::run(dir.path(), &format!("produce-{seed}"), &toml);
+        assert_eq!(summary["records_out"], n);
+    };
+    // Chain [bts, enrich]: the keyword filter drops what does not mention bts.
+    let pipeline = |group: &str, addr: &str, sink: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "{group}"
+chain = ["bts", "enrich"]
+batch_size = 200
+batch_timeout = "100ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+[source.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+[transforms.bts]
+plugin = "{bts}"
+config = {{ keywords = ["bts"] }}
+[transforms.enrich]
+plugin = "{enrich}"
+config = {{ keywords = ["bts"] }}
+{sink}
+[dead_letter]
+type = "file"
+path = "{dead}"
+[runtime.metrics]
+listen = "{addr}"
+"#,
+            brokers = kafka.bootstrap,
+            bts = plugin_path("keyword_filter"),
+            enrich = plugin_path("enrich"),
+            dead = dir.path().join(format!("{group}.dead.ndjson")).display(),
+        )
+    };
+    let es_sink = format!(
+        "[sinks.es]\ntype = \"elasticsearch\"\nurl = \"{}\"\nindex = \"ops\"\n\
+         id_field = \"id_str,data.id\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n\
+         [sinks.es.template]\nenabled = false\n",
+        es.url
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let scrape = || Scrape::get(&addr);
+    let caught_up = |host: &mut Host, want: f64| {
+        wait_until(
+            "the host did not read every record with a lag of 0",
+            Duration::from_secs(180),
+            || {
+                host.assert_alive();
+                scrape().is_some_and(|s| {
+                    s.stage("records_out", "source") >= want
+                        && s.value("sluice_kafka_consumer_lag", &[("stage", "source")]) == Some(0.0)
+                })
+            },
+        )
+    };
+
+    // Metrics add up, and the lag falls to 0.
+    let first = 3000;
+    produce(11, first);
+    let mut host = Host::spawn(dir.path(), "to-es", &pipeline("ops-es", &addr, &es_sink));
+    caught_up(&mut host, first as f64);
+    let s = scrape().unwrap();
+    assert_eq!(
+        s.stage("records_out", "source"),
+        first as f64,
+        "{}",
+        s.text()
+    );
+    for t in ["transforms.bts", "transforms.enrich"] {
+        let (input, out) = (s.stage("records_in", t), s.stage("records_out", t));
+        let (dropped, dead) = (
+            s.stage("records_dropped", t),
+            s.stage("records_dead_lettered", t),
+        );
+        assert_eq!(
+            input,
+            out + dropped + dead,
+            "{t}: in = out + dropped + dead-lettered"
+        );
+    }
+    assert_eq!(s.stage("records_in", "transforms.bts"), first as f64);
+    assert!(
+        s.stage("records_dropped", "transforms.bts") > 0.0,
+        "the filter dropped some"
+    );
+    // Without a template, the widest tweets pass OpenSearch's 1,000-field limit: refused per
+    // item and dead-lettered by the sink.
+    let kept = s.stage("records_out", "transforms.enrich");
+    let indexed = s.stage("records_out", "sinks.es");
+    assert_eq!(s.stage("records_in", "sinks.es"), kept);
+    assert_eq!(indexed + s.stage("records_dead_lettered", "sinks.es"), kept);
+    assert_eq!(
+        es.count("ops") as f64,
+        indexed,
+        "Elasticsearch holds what the sink reports"
+    );
+    let ok_requests = s.value(
+        "sluice_sink_requests_total",
+        &[
+            ("stage", "sinks.es"),
+            ("request", "bulk"),
+            ("outcome", "ok"),
+        ],
+    );
+    assert!(ok_requests.unwrap_or(0.0) >= 1.0, "{}", s.text());
+    assert!(s.value("process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(
+        common::http::get_status(&format!("http://{addr}/health")),
+        Some(200)
+    );
+    assert_eq!(ready(&addr).unwrap().0, 200, "{:?}", ready(&addr));
+
+    // Readiness follows the services.
+    let not_ready_within_10s = |stage: &str| {
+        let since = Instant::now();
+        wait_until(
+            &format!("/ready did not name {stage} within 10 s"),
+            Duration::from_secs(10),
+            || {
+                ready(&addr).is_some_and(|(status, body)| {
+                    status == 503 && body["stages"][stage]["ready"] == false
+                })
+            },
+        );
+        eprintln!("/ready: {stage} not ready after {:?}", since.elapsed());
+    };
+    let ready_again = |host: &mut Host| {
+        wait_until(
+            "/ready did not return to 200",
+            Duration::from_secs(120),
+            || {
+                host.assert_alive();
+                ready(&addr).is_some_and(|(status, _)| status == 200)
+            },
+        )
+    };
+    kafka.stop();
+    not_ready_within_10s("source");
+    kafka.start_again();
+    ready_again(&mut host);
+    es.stop();
+    not_ready_within_10s("sinks.es");
+    let (_, body) = ready(&addr).unwrap();
+    let reason = body["stages"]["sinks.es"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(&es.url),
+        "the reason names the cluster: {body}"
+    );
+    es.start_again();
+    ready_again(&mut host);
+
+    // SIGTERM in the middle of a run, then a restart: nothing lost.
+    let second = 6000;
+    produce(12, second);
+    let before = es.count("ops");
+    wait_until(
+        "no progress into Elasticsearch",
+        Duration::from_secs(120),
+        || {
+            host.assert_alive();
+            es.count("ops") > before + 200
+        },
+    );
+    host.stop_with("TERM");
+    host.restart();
+    // The rest of the topic was never read, so the restart reads something.
+    caught_up(&mut host, 1.0);
+    host.stop();
+
+    // What the same chain keeps from the whole topic without faults, read into a file.
+    let reference = dir.path().join("reference.ndjson");
+    let file_sink = format!(
+        "[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
+        reference.display()
+    );
+    let mut reader = Host::spawn(
+        dir.path(),
+        "reference",
+        &pipeline("ops-reference", &addr, &file_sink),
+    );
+    caught_up(&mut reader, (first + second) as f64);
+    reader.stop();
+    let want: BTreeSet<String> = std::fs::read_to_string(&reference)
+        .unwrap()
+        .lines()
+        .map(|l| tweet_id(&serde_json::from_str(l).unwrap()).expect("an id"))
+        .collect();
+    // What the sink refused is in the dead letter; everything else is in Elasticsearch, once.
+    let refused: BTreeSet<String> = std::fs::read_to_string(dir.path().join("ops-es.dead.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|d| d["stage"] == "sinks.es")
+        .map(|d| tweet_id(&serde_json::from_str(d["value"].as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    let docs = es.documents("ops");
+    assert_eq!(docs.len() as u64, es.count("ops"));
+    let mut got: BTreeSet<String> = docs.keys().cloned().collect();
+    assert!(
+        got.is_disjoint(&refused),
+        "a document both indexed and dead-lettered"
+    );
+    got.extend(refused);
+    assert_same_ids(
+        &got,
+        &want,
+        "Elasticsearch and its dead letters after SIGTERM",
+    );
 }

@@ -516,10 +516,14 @@ fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
         }))
         .unwrap();
     let records = block_on(async {
-        use sluice::sources::Source as _;
-        let mut source =
-            sluice::sources::kafka::KafkaSource::new(&config, 500, Duration::from_millis(200))
-                .unwrap();
+        use sluice::sources::{SourceContext, SourceSettings as _};
+        let cx = SourceContext {
+            batch_size: 500,
+            batch_timeout: Duration::from_millis(200),
+            base_dir: dir.path().to_path_buf(),
+            telemetry: Default::default(),
+        };
+        let mut source = config.open(&cx).unwrap();
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while records.len() < n && Instant::now() < deadline {

@@ -622,3 +622,81 @@ fn a_drain_that_cannot_finish_ends_at_shutdown_timeout() {
         "no summary for a run that did not finish"
     );
 }
+
+/// `[runtime.metrics]` on a running pipeline: `/health` and `/ready` answer, and `host top`
+/// under a pseudo-terminal redraws a table of every stage in place, with numbers that move.
+#[test]
+fn host_top_shows_the_stages_of_a_running_pipeline() {
+    build_plugins();
+    let dir = tempdir();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = dir.path().join("out.ndjson");
+    let stages = format!(
+        "[transforms.bts]\nplugin = \"{}\"\nconfig = {{ keywords = [\"bts\"] }}\n\
+         [sinks.out]\ntype = \"file\"\npath = \"{}\"\n[runtime.metrics]\nlisten = \"{addr}\"\n",
+        plugin("keyword_filter").display(),
+        out.display()
+    );
+    let pipeline = endless_pipeline(dir.path(), &stages, "name = \"topped\"\nchain = [\"bts\"]");
+    let mut host = spawn_piped(&pipeline);
+    wait_until(
+        "/ready did not answer 200",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(100),
+        || common::metrics::ready(&addr).is_some_and(|(status, _)| status == 200),
+    );
+    assert_eq!(
+        http::get_status(&format!("http://{addr}/health")),
+        Some(200)
+    );
+
+    // `script` gives `host top` a terminal, as an operator's shell would.
+    let top = format!("{} top {addr} --interval 300ms -n 4", host_bin().display());
+    let o = Command::new("script")
+        .args(["-qfec", &top, "/dev/null"])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let screen = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    let frames: Vec<&str> = screen
+        .split("\x1b[H\x1b[2J")
+        .filter(|f| !f.trim().is_empty())
+        .collect();
+    assert_eq!(
+        frames.len(),
+        4,
+        "four frames, each drawn over the last:\n{screen}"
+    );
+    let column = |frame: &str, stage: &str, col: usize| -> u64 {
+        let row = frame
+            .lines()
+            .find(|l| l.starts_with(stage))
+            .unwrap_or_else(|| panic!("no row for {stage} in\n{frame}"));
+        row.split_whitespace()
+            .nth(col)
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap_or(0)
+    };
+    let last = frames[3];
+    assert!(
+        last.contains("pipeline `topped`") && last.contains("ready"),
+        "{last}"
+    );
+    for stage in ["source", "transforms.bts", "sinks.out", "dead_letter"] {
+        assert!(
+            last.lines().any(|l| l.starts_with(stage)),
+            "{stage} in\n{last}"
+        );
+    }
+    // Column 3 is the total in, column 1 the rate in.
+    assert!(
+        column(last, "source", 3) > column(frames[0], "source", 3),
+        "the numbers move:\n{}\n{last}",
+        frames[0]
+    );
+    assert!(column(last, "transforms.bts", 1) > 0, "a rate in:\n{last}");
+    let (status, _) = terminate(&mut host);
+    assert!(status.success());
+}

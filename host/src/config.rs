@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::sinks::SinkConfig;
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sources::SourceConfig;
+use crate::telemetry::MetricsConfig;
 use crate::transform::{RuntimeConfig, TransformConfig};
 use crate::util::Invalid;
 
@@ -49,7 +50,18 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
-    pub runtime: RuntimeConfig,
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`: the plugin engine's settings, and `[runtime.metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Serve `/metrics`, `/health` and `/ready` (off unless set, or `host run --metrics`).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    #[serde(flatten)]
+    pub plugins: RuntimeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,7 +248,7 @@ impl Pipeline {
         c.dead_letter
             .validate()
             .map_err(|e| self.invalid("dead_letter", e))?;
-        let max_memory = c.runtime.max_plugin_memory;
+        let max_memory = c.runtime.plugins.max_plugin_memory;
         for (name, t) in &c.transforms {
             t.validate()
                 .map_err(|e| self.invalid(&format!("transforms.{name}"), e))?;

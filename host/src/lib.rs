@@ -11,5 +11,6 @@ pub mod pipeline;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 pub mod transform;
 pub mod util;

@@ -10,6 +10,7 @@ use sluice::config::Pipeline;
 use sluice::event;
 use sluice::pipeline::{self, RunOptions};
 use sluice::sinks::bigquery::schema::{DeriveOptions, SchemaBuilder, to_bq_json};
+use sluice::telemetry::{Telemetry, server, top};
 use sluice::transform::{PluginSpec, Record, Runtime, RuntimeOptions, StageOutput};
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +37,23 @@ enum Command {
         /// No progress line.
         #[arg(long)]
         quiet: bool,
+        /// Serve /metrics, /health and /ready on this address (overrides
+        /// `[runtime.metrics] listen`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// A live table of a running host's stages (rates, drops, dead letters, batch latency,
+    /// Kafka lag), read from its metrics endpoint.
+    Top {
+        /// The host's metrics address (`[runtime.metrics] listen`).
+        #[arg(default_value = "127.0.0.1:9598")]
+        addr: String,
+        /// Time between refreshes.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Exit after this many refreshes.
+        #[arg(short = 'n', long)]
+        frames: Option<u64>,
     },
     /// Validate a pipeline file, load every plugin and run its `init`, without running.
     Check { pipeline: PathBuf },
@@ -132,7 +150,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             pipeline,
             json_summary,
             quiet,
-        } => run(&pipeline, json_summary, quiet),
+            metrics,
+        } => run(&pipeline, json_summary, quiet, metrics),
+        Command::Top {
+            addr,
+            interval,
+            frames,
+        } => tokio::runtime::Runtime::new()?.block_on(top::run(top::TopOptions {
+            addr,
+            interval,
+            frames,
+        })),
         Command::Check { pipeline } => check(&pipeline),
         Command::Schema(SchemaCommand::Bigquery { pipeline, sample }) => {
             schema_bigquery(&pipeline, sample)
@@ -146,10 +174,22 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn run(path: &Path, json_summary: bool, quiet: bool) -> anyhow::Result<()> {
+fn run(
+    path: &Path,
+    json_summary: bool,
+    quiet: bool,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(path)?;
+    let telemetry = Telemetry::new(&pipeline.config.pipeline.name);
+    let listen = metrics.or(pipeline.config.runtime.metrics.as_ref().map(|m| m.listen));
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(async {
+        if let Some(addr) = listen {
+            // Up before the pipeline starts: /health answers, /ready says what is starting.
+            let (bound, _) = server::serve(addr, telemetry.clone()).await?;
+            tracing::info!("metrics, health and readiness on http://{bound}");
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let drain_limit = pipeline.config.pipeline.shutdown_timeout;
         // Listening before the pipeline starts: from here on a signal drains, never kills.
@@ -178,7 +218,11 @@ fn run(path: &Path, json_summary: bool, quiet: bool) -> anyhow::Result<()> {
                 }
             }
         });
-        pipeline::run(&pipeline, RunOptions { progress: !quiet }, stop_rx).await
+        let options = RunOptions {
+            progress: !quiet,
+            telemetry,
+        };
+        pipeline::run(&pipeline, options, stop_rx).await
     })?;
     if json_summary {
         println!("{}", serde_json::to_string(&summary)?);
@@ -240,12 +284,14 @@ impl Signals {
 
 fn check(path: &Path) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(path)?;
-    let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
+    let runtime = Runtime::new(RuntimeOptions::from_config(
+        &pipeline.config.runtime.plugins,
+    ))?;
     let started = Instant::now();
     let chain = pipeline::load_chain(&runtime, &pipeline)?;
     // Within a runtime: the Kafka consumer registers with it (and checks its properties).
     tokio::runtime::Runtime::new()?
-        .block_on(async { pipeline::open_source(&pipeline).map(drop) })?;
+        .block_on(async { pipeline::open_source(&pipeline, &Telemetry::default()).map(drop) })?;
     println!("{}: ok", path.display());
     for stage in chain.stages() {
         println!(
@@ -264,12 +310,14 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn schema_bigquery(path: &Path, sample: u64) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(path)?;
-    let runtime = Runtime::new(RuntimeOptions::from_config(&pipeline.config.runtime))?;
+    let runtime = Runtime::new(RuntimeOptions::from_config(
+        &pipeline.config.runtime.plugins,
+    ))?;
     let mut chain = pipeline::load_chain(&runtime, &pipeline)?;
     let mut schema = SchemaBuilder::new(DeriveOptions::default());
     let (mut read, mut out) = (0u64, StageOutput::default());
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut source = pipeline::open_source(&pipeline)?;
+        let mut source = pipeline::open_source(&pipeline, &Telemetry::default())?;
         while read < sample {
             let Some(batch) = source.next_batch().await? else {
                 break;

@@ -24,6 +24,7 @@ use crate::event::{Checkpoint, DeadLetter, Positions, Record, StageOutput};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::{Sink, SinkContext};
 use crate::sources::{Batch, Source, SourceContext};
+use crate::telemetry::{StageMetrics, Telemetry};
 use crate::transform::chain::Chain;
 use crate::transform::{PluginSpec, Runtime, RuntimeOptions};
 
@@ -73,6 +74,8 @@ impl std::fmt::Display for Summary {
 pub struct RunOptions {
     /// Print a progress line to stderr (only shown on a terminal).
     pub progress: bool,
+    /// Where every stage reports its metrics and readiness.
+    pub telemetry: Telemetry,
 }
 
 /// Loads every plugin of the pipeline's chain and runs each one's `init`.
@@ -85,11 +88,12 @@ pub fn load_chain(runtime: &Runtime, p: &Pipeline) -> anyhow::Result<Chain> {
 }
 
 /// The source, not yet connected.
-pub fn open_source(p: &Pipeline) -> anyhow::Result<Box<dyn Source>> {
+pub fn open_source(p: &Pipeline, telemetry: &Telemetry) -> anyhow::Result<Box<dyn Source>> {
     let cx = SourceContext {
         batch_size: p.config.pipeline.batch_size,
         batch_timeout: p.config.pipeline.batch_timeout,
         base_dir: p.base_dir(),
+        telemetry: telemetry.clone(),
     };
     p.config
         .source
@@ -99,13 +103,17 @@ pub fn open_source(p: &Pipeline) -> anyhow::Result<Box<dyn Source>> {
 }
 
 /// Every sink, connected, with the stage (`sinks.NAME`) named in its dead letters.
-pub async fn open_sinks(p: &Pipeline) -> anyhow::Result<Vec<(Arc<str>, Box<dyn Sink>)>> {
+pub async fn open_sinks(
+    p: &Pipeline,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Vec<(Arc<str>, Box<dyn Sink>)>> {
     let mut sinks = Vec::new();
     for (name, sink) in &p.config.sinks {
         let table = format!("sinks.{name}");
         let cx = SinkContext {
             stage: Arc::from(table.as_str()),
             base_dir: p.base_dir(),
+            telemetry: telemetry.clone(),
         };
         let opened = sink
             .settings()
@@ -118,7 +126,10 @@ pub async fn open_sinks(p: &Pipeline) -> anyhow::Result<Vec<(Arc<str>, Box<dyn S
 }
 
 /// The dead-letter destination.
-pub async fn open_dead_letter(p: &Pipeline) -> anyhow::Result<DeadLetterSink> {
+pub async fn open_dead_letter(
+    p: &Pipeline,
+    telemetry: &Telemetry,
+) -> anyhow::Result<DeadLetterSink> {
     // Transform name -> plugin file, for the Kafka dead letter's `sluice.plugin` header.
     let plugins = p
         .config
@@ -132,6 +143,7 @@ pub async fn open_dead_letter(p: &Pipeline) -> anyhow::Result<DeadLetterSink> {
     let cx = SinkContext {
         stage: Arc::from("dead_letter"),
         base_dir: p.base_dir(),
+        telemetry: telemetry.clone(),
     };
     p.config
         .dead_letter
@@ -147,11 +159,20 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Summary> {
     let cfg = &pipeline.config;
-    let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime))?;
+    let telemetry = options.telemetry.clone();
+    let running = telemetry.readiness("pipeline", "starting: loading plugins, connecting");
+    let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime.plugins))?;
     let mut chain = load_chain(&runtime, pipeline)?;
-    let mut source = open_source(pipeline)?;
-    let mut sinks = open_sinks(pipeline).await?;
-    let mut dead_letter = open_dead_letter(pipeline).await?;
+    let source_metrics = telemetry.stage("source");
+    chain.observe(&telemetry);
+    let mut source = open_source(pipeline, &telemetry)?;
+    let mut sinks = open_sinks(pipeline, &telemetry).await?;
+    let mut dead_letter = open_dead_letter(pipeline, &telemetry).await?;
+    let sink_metrics: Vec<StageMetrics> = sinks.iter().map(|(s, _)| telemetry.stage(s)).collect();
+    let dead_letter_metrics = telemetry.stage("dead_letter");
+    let to_chain = telemetry.queue("source_to_chain");
+    let to_sinks = telemetry.queue("chain_to_sinks");
+    running.ready();
 
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
@@ -179,7 +200,10 @@ pub async fn run(
             }
             let batch = tokio::select! {
                 b = source.next_batch() => b?,
-                _ = shutdown.wait_for(|stop| *stop) => None,
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    running.not_ready("draining after a stop signal");
+                    None
+                }
             };
             let Some(mut batch) = batch else { break };
             if batch.positions.is_none() {
@@ -198,9 +222,19 @@ pub async fn run(
             source_stats
                 .records_in
                 .fetch_add(batch.records.len() as u64, Relaxed);
+            // A source passes on what it reads.
+            let (n, bytes) = (batch.records.len() as u64, value_bytes(&batch.records));
+            for (records, b) in [
+                (&source_metrics.records_in, &source_metrics.bytes_in),
+                (&source_metrics.records_out, &source_metrics.bytes_out),
+            ] {
+                records.inc_by(n);
+                b.inc_by(bytes);
+            }
             if batch_tx.send(batch).await.is_err() {
                 break;
             }
+            to_chain.set((batch_tx.max_capacity() - batch_tx.capacity()) as i64);
         }
         drop(batch_tx);
         // Drain: commit every batch the sinks acknowledge until they are done.
@@ -211,11 +245,13 @@ pub async fn run(
     });
 
     let max_record = cfg.pipeline.max_record_bytes.as_u64() as usize;
+    let to_chain_depth = telemetry.queue("source_to_chain");
     let chain_thread = std::thread::Builder::new()
         .name("sluice-chain".into())
         .spawn(move || {
             let oversized: Arc<str> = "host".into();
             while let Some(batch) = batch_rx.blocking_recv() {
+                to_chain_depth.set(batch_rx.len() as i64);
                 let positions = batch
                     .positions
                     .expect("the source task numbers every batch");
@@ -271,7 +307,7 @@ pub async fn run(
                 for (_, sink) in sinks.iter_mut() {
                     sink.tick().await;
                 }
-                if let Err(e) = dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await {
+                if let Err(e) = dead_letter_from_sinks(&mut sinks, &sink_metrics, &mut dead_letter, &dead_letter_metrics, &stats).await {
                     sink_result = Err(e);
                     break;
                 }
@@ -282,7 +318,17 @@ pub async fn run(
         let Some((out, checkpoint, positions)) = next else {
             break;
         };
-        let refused = match deliver(&out, &positions, &mut sinks, &mut dead_letter).await {
+        to_sinks.set(out_rx.len() as i64);
+        let delivered = deliver(
+            &out,
+            &positions,
+            &mut sinks,
+            &sink_metrics,
+            &mut dead_letter,
+            &dead_letter_metrics,
+        )
+        .await;
+        let refused = match delivered {
             Ok(n) => n,
             Err(e) => {
                 sink_result = Err(e);
@@ -299,7 +345,15 @@ pub async fn run(
             .dead_lettered
             .fetch_add((out.dead.len() + refused) as u64, Relaxed);
         stats.batches.fetch_add(1, Relaxed);
-        if let Err(e) = dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await {
+        if let Err(e) = dead_letter_from_sinks(
+            &mut sinks,
+            &sink_metrics,
+            &mut dead_letter,
+            &dead_letter_metrics,
+            &stats,
+        )
+        .await
+        {
             sink_result = Err(e);
             break;
         }
@@ -318,7 +372,14 @@ pub async fn run(
             for (stage, sink) in sinks.iter_mut() {
                 sink.finish().await.with_context(|| stage.to_string())?;
             }
-            dead_letter_from_sinks(&mut sinks, &mut dead_letter, &stats).await?;
+            dead_letter_from_sinks(
+                &mut sinks,
+                &sink_metrics,
+                &mut dead_letter,
+                &dead_letter_metrics,
+                &stats,
+            )
+            .await?;
             release(&mut held, &sinks, &ack_tx);
             anyhow::ensure!(
                 held.is_empty(),
@@ -415,13 +476,16 @@ fn release(
 /// Dead-letters what sinks gave up on after the batch that carried it (a refused load job).
 async fn dead_letter_from_sinks(
     sinks: &mut [(Arc<str>, Box<dyn Sink>)],
+    metrics: &[StageMetrics],
     dead_letter: &mut DeadLetterSink,
+    dead_letter_metrics: &StageMetrics,
     stats: &Stats,
 ) -> anyhow::Result<()> {
-    for (_, sink) in sinks.iter_mut() {
+    for ((_, sink), metrics) in sinks.iter_mut().zip(metrics) {
         let dead = sink.take_dead();
         if !dead.is_empty() {
-            dead_letter.write(&dead).await?;
+            metrics.dead_lettered.inc_by(dead.len() as u64);
+            write_dead(dead_letter, dead_letter_metrics, &dead).await?;
             // They were counted out when the sink took them.
             stats.records_out.fetch_sub(dead.len() as u64, Relaxed);
             stats.dead_lettered.fetch_add(dead.len() as u64, Relaxed);
@@ -437,12 +501,25 @@ async fn deliver(
     out: &StageOutput,
     positions: &Positions,
     sinks: &mut [(Arc<str>, Box<dyn Sink>)],
+    metrics: &[StageMetrics],
     dead_letter: &mut DeadLetterSink,
+    dead_letter_metrics: &StageMetrics,
 ) -> anyhow::Result<usize> {
     let mut refused = Vec::new();
-    for (stage, sink) in sinks.iter_mut() {
+    let bytes = value_bytes(&out.records);
+    for ((stage, sink), metrics) in sinks.iter_mut().zip(metrics) {
+        let started = Instant::now();
+        metrics.records_in.inc_by(out.records.len() as u64);
+        metrics.bytes_in.inc_by(bytes);
         let rejected = sink.write(out, positions).await?;
         sink.flush().await?;
+        metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .records_out
+            .inc_by((out.records.len() - rejected.len()) as u64);
+        metrics.dead_lettered.inc_by(rejected.len() as u64);
         refused.extend(rejected.into_iter().map(|r| DeadLetter {
             record: out.records[r.index].clone(),
             stage: stage.clone(),
@@ -450,9 +527,33 @@ async fn deliver(
             origin: out.origins[r.index],
         }));
     }
-    dead_letter.write(&out.dead).await?;
-    dead_letter.write(&refused).await?;
+    write_dead(dead_letter, dead_letter_metrics, &out.dead).await?;
+    write_dead(dead_letter, dead_letter_metrics, &refused).await?;
     Ok(refused.len())
+}
+
+/// Writes to the dead letter, counted as its stage's records.
+async fn write_dead(
+    dead_letter: &mut DeadLetterSink,
+    metrics: &StageMetrics,
+    dead: &[DeadLetter],
+) -> anyhow::Result<()> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    metrics.records_in.inc_by(dead.len() as u64);
+    dead_letter.write(dead).await?;
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.records_out.inc_by(dead.len() as u64);
+    Ok(())
+}
+
+/// Bytes of the records' values, for the byte counters.
+fn value_bytes(records: &[Record]) -> u64 {
+    records.iter().map(|r| r.value.len() as u64).sum()
 }
 
 async fn print_progress(stats: Arc<Stats>, every: Duration) {

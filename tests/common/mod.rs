@@ -247,4 +247,5 @@ pub fn tempdir() -> tempfile::TempDir {
 
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod sandbox;

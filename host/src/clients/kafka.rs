@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
+use rdkafka::Statistics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
@@ -23,6 +24,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::telemetry::{KafkaMetrics, Readiness};
 use crate::util::{ConfigValue, Invalid};
 
 /// The record's event time (decimal Unix milliseconds) on every message a Sluice producer
@@ -37,6 +39,46 @@ pub fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) 
         c.set(k, v.to_plugin_string());
     }
     c
+}
+
+/// How often librdkafka reports statistics (readiness and lag), unless `properties` say.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// Turns on the statistics that [`report_statistics`] reads.
+pub fn enable_statistics(c: &mut ClientConfig) {
+    set_default(c, "statistics.interval.ms", STATISTICS_INTERVAL_MS);
+}
+
+/// What a client's periodic statistics say: ready while at least one broker connection is
+/// up; for a consumer, each owned partition's lag and committed offset.
+pub fn report_statistics(stats: &Statistics, readiness: &Readiness, lag: Option<&KafkaMetrics>) {
+    if stats.brokers.values().any(|b| b.state == "UP") {
+        readiness.ready();
+    } else {
+        let mut states: Vec<String> = stats
+            .brokers
+            .values()
+            .map(|b| format!("{} {}", b.name, b.state))
+            .collect();
+        states.sort();
+        readiness.not_ready(format!("no Kafka broker reachable ({})", states.join(", ")));
+    }
+    let Some(metrics) = lag else { return };
+    for (name, topic) in &stats.topics {
+        for (&partition, p) in &topic.partitions {
+            // -1 is librdkafka's internal "unassigned" partition; `desired`: assigned to us.
+            if partition < 0 || !p.desired {
+                continue;
+            }
+            // Nothing committed yet: everything still in the partition is behind.
+            let lag = if p.committed_offset >= 0 || p.lo_offset < 0 {
+                p.consumer_lag
+            } else {
+                p.hi_offset - p.lo_offset
+            };
+            metrics.partition(name, partition, lag, p.committed_offset);
+        }
+    }
 }
 
 /// Sets `key` unless the user's `properties` already did.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::event::{DeadLetter, Positions, Rejected, StageOutput};
+use crate::telemetry::Telemetry;
 use crate::util::Invalid;
 
 /// A sink's `[sinks.NAME]` table.
@@ -25,6 +26,8 @@ pub struct SinkContext {
     pub stage: Arc<str>,
     /// The pipeline file's directory.
     pub base_dir: PathBuf,
+    /// Where the sink reports its requests and readiness (the pipeline counts its records).
+    pub telemetry: Telemetry,
 }
 
 impl SinkContext {

@@ -51,7 +51,9 @@ impl DeadLetterConfig {
             DeadLetterConfig::File { path } => {
                 DeadLetterSink::File(FileSink::open(cx.resolve(path), 0).await?)
             }
-            DeadLetterConfig::Kafka(k) => DeadLetterSink::Kafka(KafkaDeadLetter::open(k, plugins)?),
+            DeadLetterConfig::Kafka(k) => {
+                DeadLetterSink::Kafka(KafkaDeadLetter::open(k, cx, plugins)?)
+            }
         })
     }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::ClientContext;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
@@ -15,12 +14,17 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Statistics};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
 use super::api::{Sink, SinkContext, SinkSettings};
-use crate::clients::kafka::{CreateTopic, EVENT_TIME_HEADER, client_config, set_default};
+use crate::clients::kafka::{
+    CreateTopic, EVENT_TIME_HEADER, client_config, enable_statistics, report_statistics,
+    set_default,
+};
 use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
+use crate::telemetry::Readiness;
 use crate::util::{ConfigValue, Invalid, json_key};
 
 /// `[sinks.NAME] type = "kafka"`.
@@ -114,8 +118,8 @@ impl SinkSettings for KafkaSinkConfig {
         Ok(())
     }
 
-    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
-        Ok(Box::new(KafkaSink::open(self).await?))
+    async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::open(self, cx).await?))
     }
 }
 
@@ -139,14 +143,20 @@ impl KafkaDeadLetterConfig {
 
 /// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
 /// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
+/// Also reports readiness from librdkafka's statistics.
 #[derive(Default)]
 struct Deliveries {
     outstanding: AtomicUsize,
     failed: Mutex<Vec<Rejected>>,
     done: Notify,
+    readiness: Readiness,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: Statistics) {
+        report_statistics(&statistics, &self.readiness, None);
+    }
+}
 
 impl ProducerContext for Deliveries {
     /// The record's index in its batch: no allocation per message.
@@ -176,8 +186,13 @@ struct BatchProducer {
 }
 
 impl BatchProducer {
-    fn new(config: &rdkafka::ClientConfig) -> anyhow::Result<Self> {
-        let inner = ThreadedProducer::from_config_and_context(config, Deliveries::default())
+    fn new(mut config: rdkafka::ClientConfig, cx: &SinkContext) -> anyhow::Result<Self> {
+        enable_statistics(&mut config);
+        let deliveries = Deliveries {
+            readiness: cx.telemetry.readiness(&cx.stage, "connecting to Kafka"),
+            ..Deliveries::default()
+        };
+        let inner = ThreadedProducer::from_config_and_context(&config, deliveries)
             .context("creating the Kafka producer")?;
         Ok(Self { inner })
     }
@@ -264,7 +279,7 @@ impl Sink for KafkaSink {
 }
 
 impl KafkaSink {
-    pub async fn open(c: &KafkaSinkConfig) -> anyhow::Result<Self> {
+    pub async fn open(c: &KafkaSinkConfig, cx: &SinkContext) -> anyhow::Result<Self> {
         if let Some(spec) = &c.create_topic {
             crate::clients::kafka::create_topic(&c.brokers, &c.properties, &c.topic, spec).await?;
         }
@@ -283,7 +298,7 @@ impl KafkaSink {
             );
         }
         Ok(Self {
-            producer: BatchProducer::new(&config)?,
+            producer: BatchProducer::new(config, cx)?,
             topic: c.topic.clone(),
             key_paths: json_key::parse_paths(&c.key_field),
             key: Vec::new(),
@@ -326,13 +341,14 @@ pub struct KafkaDeadLetter {
 impl KafkaDeadLetter {
     pub fn open(
         c: &KafkaDeadLetterConfig,
+        cx: &SinkContext,
         plugins: HashMap<String, String>,
     ) -> anyhow::Result<Self> {
         let mut config = client_config(&c.brokers, &c.properties);
         // A dead letter that is lost is a record that is lost.
         set_default(&mut config, "acks", "all");
         Ok(Self {
-            producer: BatchProducer::new(&config)?,
+            producer: BatchProducer::new(config, cx)?,
             topic: c.topic.clone(),
             plugins,
         })

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::event::{Checkpoint, Positions, Record};
+use crate::telemetry::Telemetry;
 use crate::util::Invalid;
 
 /// A source's `[source]` table.
@@ -18,7 +19,8 @@ pub trait SourceSettings: std::fmt::Debug + Send + Sync {
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>>;
 }
 
-/// What a source is opened with: the pipeline's batching, and where relative paths start.
+/// What a source is opened with: the pipeline's batching, where relative paths start, and the
+/// metrics and readiness it reports (stage `source`).
 #[derive(Debug, Clone)]
 pub struct SourceContext {
     pub batch_size: usize,
@@ -26,6 +28,7 @@ pub struct SourceContext {
     pub batch_timeout: Duration,
     /// The pipeline file's directory.
     pub base_dir: PathBuf,
+    pub telemetry: Telemetry,
 }
 
 impl SourceContext {

@@ -16,13 +16,16 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::api::{Batch, Source, SourceContext, SourceSettings};
-use crate::clients::kafka::{EVENT_TIME_HEADER, client_config, set_default};
+use crate::clients::kafka::{
+    EVENT_TIME_HEADER, client_config, enable_statistics, report_statistics, set_default,
+};
 use crate::event::{Checkpoint, Header, PartitionOffset, Positions, Record};
+use crate::telemetry::{KafkaMetrics, Readiness};
 use crate::util::{ConfigValue, Invalid};
 
 /// `[source] type = "kafka"`.
@@ -69,7 +72,12 @@ impl SourceSettings for KafkaSourceConfig {
     }
 
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
-        let source = KafkaSource::new(self, cx.batch_size, cx.batch_timeout)
+        let observer = Rebalancer {
+            readiness: cx.telemetry.readiness("source", "connecting to Kafka"),
+            metrics: cx.telemetry.kafka("source"),
+            ..Rebalancer::default()
+        };
+        let source = KafkaSource::new(self, cx.batch_size, cx.batch_timeout, observer)
             .map_err(|e| Invalid::new("properties", format!("{e:#}")))?;
         Ok(Box::new(source))
     }
@@ -100,13 +108,20 @@ impl Assignment {
     }
 }
 
-/// Tracks the assignment across rebalances (runs inside the consumer's poll).
+/// Tracks the assignment across rebalances (runs inside the consumer's poll), and reports
+/// readiness and lag from librdkafka's statistics.
 #[derive(Default)]
 struct Rebalancer {
     state: Mutex<Assignment>,
+    readiness: Readiness,
+    metrics: KafkaMetrics,
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    fn stats(&self, statistics: Statistics) {
+        report_statistics(&statistics, &self.readiness, Some(&self.metrics));
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -126,6 +141,9 @@ impl ConsumerContext for Rebalancer {
                 .iter()
                 .any(|e| e.partition() == a.partition && e.topic() == a.topic)
         });
+        for e in revoked.elements() {
+            self.metrics.revoked(e.topic(), e.partition());
+        }
         drop(state);
         // Synchronously, so the next owner starts after everything acknowledged here.
         if done.count() > 0
@@ -139,6 +157,7 @@ impl ConsumerContext for Rebalancer {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
+                self.metrics.rebalances.inc();
                 let mut state = self.state.lock().unwrap();
                 for e in assigned.elements() {
                     state.next_epoch += 1;
@@ -195,10 +214,11 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(
+    fn new(
         c: &KafkaSourceConfig,
         batch_size: usize,
         batch_timeout: Duration,
+        observer: Rebalancer,
     ) -> anyhow::Result<Self> {
         let mut config = client_config(&c.brokers, &c.properties);
         config
@@ -211,8 +231,9 @@ impl KafkaSource {
             StartPosition::Latest => "latest",
         };
         set_default(&mut config, "auto.offset.reset", start);
+        enable_statistics(&mut config);
         let consumer: StreamConsumer<Rebalancer> = config
-            .create_with_context(Rebalancer::default())
+            .create_with_context(observer)
             .context("creating the Kafka consumer")?;
         let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
         consumer

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::telemetry::Telemetry;
 use crate::transform::{Plugin, PluginSpec, Record, Runtime, Stage, StageOutput};
 
 pub struct Chain {
@@ -23,6 +24,13 @@ impl Chain {
             .map(Stage::new)
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { stages })
+    }
+
+    /// Reports each stage's records and plugin calls as `transforms.NAME`.
+    pub fn observe(&mut self, telemetry: &Telemetry) {
+        for stage in &mut self.stages {
+            stage.observe(telemetry);
+        }
     }
 
     pub fn stages(&self) -> &[Stage] {

@@ -249,6 +249,12 @@ impl Instance {
         Ok(outcomes)
     }
 
+    /// Fuel the last call used, for plugins with a fuel budget.
+    pub fn fuel_used(&self) -> Option<u64> {
+        let budget = self.plugin.spec.fuel?;
+        Some(budget.saturating_sub(self.store.get_fuel().unwrap_or(0)))
+    }
+
     /// True when the instance should be replaced before the next call: it has served its
     /// quota of calls, or its memory has grown past three quarters of the cap (a guest that
     /// leaks would otherwise end in a trap that looks like a poison record).

@@ -6,10 +6,12 @@
 //! O(k log n) extra calls for k poison records among n.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::plugin::{CallError, Instance, Plugin};
 use super::{Outcome, Record};
 use crate::event::{DeadLetter, StageOutput};
+use crate::telemetry::{PluginMetrics, StageMetrics, Telemetry};
 
 /// After this many isolated failures within one batch the plugin is considered broken for
 /// that batch: the remaining records are dead-lettered with the last error instead of being
@@ -23,6 +25,8 @@ pub struct Stage {
     instance: Option<Instance>,
     /// Instances created after a failure or recycling (for stats and tests).
     pub restarts: u64,
+    metrics: StageMetrics,
+    calls: PluginMetrics,
 }
 
 impl Stage {
@@ -34,7 +38,16 @@ impl Stage {
             plugin,
             instance: Some(instance),
             restarts: 0,
+            metrics: StageMetrics::default(),
+            calls: PluginMetrics::default(),
         })
+    }
+
+    /// Reports to `telemetry` as stage `transforms.NAME`.
+    pub fn observe(&mut self, telemetry: &Telemetry) {
+        let stage = format!("transforms.{}", self.name);
+        self.metrics = telemetry.stage(&stage);
+        self.calls = telemetry.plugin(&stage);
     }
 
     pub fn name(&self) -> &str {
@@ -44,8 +57,23 @@ impl Stage {
     /// Runs `batch` (whose records came from input indexes `origins`) through the plugin,
     /// appending to `out`.
     pub fn process(&mut self, batch: Vec<Record>, origins: &[u32], out: &mut StageOutput) {
+        let started = Instant::now();
+        let records_in = batch.len() as u64;
+        let bytes_in = batch.iter().map(|r| r.value.len() as u64).sum();
+        let before = (out.records.len(), out.dropped, out.dead.len());
         let mut failures = 0;
         self.run(batch, origins, out, &mut failures);
+        // Every counter after the batch, so that a scrape sees in = out + dropped + dead.
+        let m = &self.metrics;
+        m.records_in.inc_by(records_in);
+        m.bytes_in.inc_by(bytes_in);
+        let new = &out.records[before.0..];
+        m.records_out.inc_by(new.len() as u64);
+        m.bytes_out
+            .inc_by(new.iter().map(|r| r.value.len() as u64).sum());
+        m.dropped.inc_by(out.dropped - before.1);
+        m.dead_lettered.inc_by((out.dead.len() - before.2) as u64);
+        m.batch_seconds.observe(started.elapsed().as_secs_f64());
     }
 
     fn run(
@@ -99,15 +127,32 @@ impl Stage {
             Some(i) if !i.worn_out() => i,
             _ => {
                 self.restarts += 1;
+                self.calls.restarts.inc();
                 self.plugin
                     .instantiate()
                     .map_err(|e| CallError::Trap(format!("could not re-create instance: {e:#}")))?
             }
         };
         let mut instance = instance;
+        let started = Instant::now();
         let result = instance.process(batch);
-        if result.is_ok() {
-            self.instance = Some(instance);
+        let calls = &self.calls;
+        calls.call_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(fuel) = instance.fuel_used() {
+            calls.fuel.inc_by(fuel);
+        }
+        match &result {
+            Ok(_) => self.instance = Some(instance),
+            Err(e) => {
+                match e {
+                    CallError::Timeout(_) => &calls.timeouts,
+                    CallError::OutOfFuel(_) => &calls.out_of_fuel,
+                    CallError::Memory(_) => &calls.memory,
+                    CallError::Trap(_) => &calls.traps,
+                    CallError::WrongCount { .. } => &calls.contract,
+                }
+                .inc();
+            }
         }
         result
     }

@@ -49,6 +49,7 @@ use super::schema::{self, DeriveOptions, Field, SchemaBuilder};
 use crate::clients::gcp::{Credentials, FinishedObject, outage_backoff};
 use crate::event::{Positions, Record, Rejected, StageOutput};
 use crate::sinks::api::{Sink, SinkContext, SinkSettings};
+use crate::telemetry::{Readiness, RequestMetrics};
 use crate::util::{Backoff, Invalid, json_key};
 
 /// `[sinks.NAME.bigquery]` (or a `type = "bigquery"` sink).
@@ -289,6 +290,9 @@ pub struct BigQueryLoader {
     dataset_ok: bool,
     /// `id_field`, parsed.
     id_paths: Vec<Vec<String>>,
+    /// Load jobs or insert requests, for `/metrics` (unregistered unless a pipeline set it).
+    pub requests: RequestMetrics,
+    readiness: Readiness,
 }
 
 impl BigQueryLoader {
@@ -316,6 +320,8 @@ impl BigQueryLoader {
             given,
             table_fields: None,
             dataset_ok: false,
+            requests: RequestMetrics::default(),
+            readiness: Readiness::default(),
         })
     }
 
@@ -802,8 +808,12 @@ impl SinkSettings for BigQueryConfig {
         Ok(())
     }
 
-    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
-        Ok(Box::new(BigQueryLoader::open(self.clone()).await?))
+    async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        let mut loader = BigQueryLoader::open(self.clone()).await?;
+        loader.requests = cx.telemetry.requests(&cx.stage, "insert");
+        loader.readiness = cx.telemetry.readiness(&cx.stage, "connecting to BigQuery");
+        loader.readiness.ready();
+        Ok(Box::new(loader))
     }
 }
 
@@ -814,8 +824,12 @@ impl Sink for BigQueryLoader {
     async fn write(&mut self, out: &StageOutput, _: &Positions) -> anyhow::Result<Vec<Rejected>> {
         let mut waits = outage_backoff();
         loop {
-            match self.insert(&out.records).await {
+            let started = Instant::now();
+            let inserted = self.insert(&out.records).await;
+            self.requests.observe(inserted.is_ok(), started.elapsed());
+            match inserted {
                 Ok(refused) => {
+                    self.readiness.ready();
                     return Ok(refused
                         .into_iter()
                         .map(|(index, reason)| Rejected { index, reason })
@@ -824,6 +838,9 @@ impl Sink for BigQueryLoader {
                 Err(e) => {
                     let wait = waits.next_wait();
                     tracing::error!("bigquery insert: {e:#}; retrying in {wait:?}");
+                    self.readiness
+                        .not_ready(format!("BigQuery inserts failing: {e:#}"));
+                    self.requests.retries.inc();
                     tokio::time::sleep(wait).await;
                 }
             }

@@ -20,7 +20,8 @@ use super::index::{IndexPattern, IndexTime, NameCache};
 use super::response::{EsError, body_reason, error_reason};
 use super::template::{put_template, wildcard_match};
 use crate::event::{Positions, Record, Rejected, StageOutput};
-use crate::sinks::api::Sink;
+use crate::sinks::api::{Sink, SinkContext};
+use crate::telemetry::{Probe, Readiness, RequestMetrics};
 use crate::util::{Backoff, error_chain, excerpt, json_key};
 
 pub struct ElasticsearchSink {
@@ -42,6 +43,10 @@ pub struct ElasticsearchSink {
     /// Scratch for the document id found in a record.
     id: Vec<u8>,
     warned_no_id: bool,
+    requests: RequestMetrics,
+    readiness: Readiness,
+    /// Pings the cluster while the sink is open, for `/ready`.
+    _probe: Option<Probe>,
 }
 
 impl fmt::Debug for ElasticsearchSink {
@@ -141,7 +146,34 @@ impl ElasticsearchSink {
             spare: Vec::new(),
             id: Vec::with_capacity(64),
             warned_no_id: false,
+            requests: RequestMetrics::default(),
+            readiness: Readiness::default(),
+            _probe: None,
         })
+    }
+
+    /// Reports requests and readiness as `cx.stage`; the cluster is pinged every 2 s so an
+    /// outage shows while no batch is being written.
+    pub fn observe(&mut self, cx: &SinkContext) {
+        self.requests = cx.telemetry.requests(&cx.stage, "bulk");
+        self.readiness = cx
+            .telemetry
+            .readiness(&cx.stage, "connecting to Elasticsearch");
+        let (client, url) = (self.client.clone(), self.url.clone());
+        let every = Duration::from_secs(2);
+        self._probe = Some(Probe::spawn(self.readiness.clone(), every, move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                match client.ping().send().await {
+                    Ok(r) if r.status_code().is_success() => Ok(()),
+                    Ok(r) => Err(format!(
+                        "Elasticsearch at {url} answered HTTP {}",
+                        r.status_code()
+                    )),
+                    Err(e) => Err(format!("Elasticsearch at {url}: {}", error_chain(&e))),
+                }
+            }
+        }));
     }
 
     /// Indexes every record; returns once each is either acknowledged by Elasticsearch or
@@ -183,7 +215,8 @@ impl ElasticsearchSink {
                     let (body, docs, after) =
                         self.build_request(records, &pending, next, per_request, ingest_ms);
                     next = after;
-                    in_flight.spawn(send_bulk(self.client.clone(), body, docs));
+                    let requests = self.requests.clone();
+                    in_flight.spawn(send_bulk(self.client.clone(), body, docs, requests));
                 }
                 let Some(done) = in_flight.join_next().await else {
                     break;
@@ -270,6 +303,9 @@ impl ElasticsearchSink {
             if progressed {
                 failing_since = None;
             }
+            self.requests.retries.inc();
+            self.readiness
+                .not_ready(format!("Elasticsearch at {}: {reason}", self.url));
             let since = *failing_since.get_or_insert_with(Instant::now);
             let mut wait = waits.next_wait();
             if let Some(give_up) = self.retry_give_up {
@@ -436,8 +472,11 @@ async fn send_bulk(
     client: Elasticsearch,
     body: Vec<u8>,
     docs: Vec<usize>,
+    requests: RequestMetrics,
 ) -> (Vec<u8>, Vec<usize>, Outcome) {
+    let started = std::time::Instant::now();
     let outcome = bulk_outcome(&client, &body).await;
+    requests.observe(matches!(outcome, Outcome::Items(_)), started.elapsed());
     (body, docs, outcome)
 }
 

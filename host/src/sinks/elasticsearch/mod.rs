@@ -44,7 +44,9 @@ impl SinkSettings for ElasticsearchConfig {
         ElasticsearchConfig::validate(self)
     }
 
-    async fn open(&self, _: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
-        Ok(Box::new(ElasticsearchSink::connect(self).await?))
+    async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
+        let mut sink = ElasticsearchSink::connect(self).await?;
+        sink.observe(cx);
+        Ok(Box::new(sink))
     }
 }

@@ -38,8 +38,9 @@ use serde_json::Value;
 use super::{GcsConfig, GcsSink};
 use crate::clients::gcp::{FinishedObject, outage_backoff};
 use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
-use crate::sinks::api::Sink;
+use crate::sinks::api::{Sink, SinkContext};
 use crate::sinks::bigquery::{BigQueryLoader, LoadFailed, SchemaSetting};
+use crate::telemetry::Readiness;
 
 /// What `_sluice/<prefix><stream>.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,16 +64,26 @@ pub struct GcsDelivery {
     taken: HashMap<Arc<str>, Option<u64>>,
     replayable: bool,
     dead: Vec<DeadLetter>,
+    /// Not ready while uploads or loads keep failing.
+    readiness: Readiness,
 }
 
 impl GcsDelivery {
-    pub async fn open(config: &GcsConfig, stage: Arc<str>) -> anyhow::Result<Self> {
+    pub async fn open(config: &GcsConfig, cx: &SinkContext) -> anyhow::Result<Self> {
+        let stage = cx.stage.clone();
+        let readiness = cx.telemetry.readiness(&stage, "connecting to GCS");
         // Opened first: it validates the whole config, the `bigquery` table included.
-        let objects = GcsSink::open(config.clone()).await?;
+        let mut objects = GcsSink::open(config.clone()).await?;
+        objects.uploads = cx.telemetry.requests(&stage, "upload");
         let loader = match &config.bigquery {
-            Some(bq) => Some(BigQueryLoader::open(bq.clone()).await?),
+            Some(bq) => {
+                let mut loader = BigQueryLoader::open(bq.clone()).await?;
+                loader.requests = cx.telemetry.requests(&stage, "load");
+                Some(loader)
+            }
             None => None,
         };
+        readiness.ready();
         let derive = loader
             .as_ref()
             .is_some_and(|l| l.config().schema == SchemaSetting::Derive);
@@ -84,6 +95,7 @@ impl GcsDelivery {
             taken: HashMap::new(),
             replayable: false,
             dead: Vec::new(),
+            readiness,
         })
     }
 }
@@ -205,9 +217,15 @@ impl GcsDelivery {
                 self.stage,
                 self.objects.buffered_rows()
             );
+            self.readiness
+                .not_ready(format!("GCS uploads failing: {error:#}"));
+            self.objects.uploads.retries.inc();
             tokio::time::sleep(wait).await;
             match self.objects.flush_expired().await {
-                Ok(done) => return done,
+                Ok(done) => {
+                    self.readiness.ready();
+                    return done;
+                }
                 Err(e) => error = e,
             }
         }
@@ -249,7 +267,10 @@ impl GcsDelivery {
         };
         let mut waits = outage_backoff();
         loop {
-            match loader.load(objects, &[]).await {
+            let started = std::time::Instant::now();
+            let loaded = loader.load(objects, &[]).await;
+            loader.requests.observe(loaded.is_ok(), started.elapsed());
+            match loaded {
                 Ok(report) => {
                     tracing::info!(
                         job = %report.job_id,
@@ -260,6 +281,7 @@ impl GcsDelivery {
                         self.stage,
                         objects.len()
                     );
+                    self.readiness.ready();
                     return;
                 }
                 Err(e) => {
@@ -272,6 +294,9 @@ impl GcsDelivery {
                     }
                     let wait = waits.next_wait();
                     tracing::error!("{}: {e:#}; retrying the load in {wait:?}", self.stage);
+                    self.readiness
+                        .not_ready(format!("BigQuery loads failing: {e:#}"));
+                    loader.requests.retries.inc();
                     tokio::time::sleep(wait).await;
                 }
             }

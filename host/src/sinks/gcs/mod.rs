@@ -55,6 +55,7 @@ use serde::Deserialize;
 use crate::clients::gcp::{Credentials, FinishedObject};
 use crate::event::Record;
 use crate::sinks::api::{Sink, SinkContext, SinkSettings};
+use crate::telemetry::RequestMetrics;
 use crate::util::Invalid;
 
 mod delivery;
@@ -223,6 +224,8 @@ pub struct GcsSink {
     /// Next record number for streams whose positions carry no numbers.
     counters: HashMap<String, u64>,
     uploaded: u64,
+    /// Object uploads, for `/metrics` (set by the pipeline's sink; unregistered otherwise).
+    pub uploads: RequestMetrics,
 }
 
 #[async_trait::async_trait]
@@ -232,7 +235,7 @@ impl SinkSettings for GcsConfig {
     }
 
     async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
-        Ok(Box::new(GcsDelivery::open(self, cx.stage.clone()).await?))
+        Ok(Box::new(GcsDelivery::open(self, cx).await?))
     }
 }
 
@@ -267,6 +270,7 @@ impl GcsSink {
             seq: HashMap::new(),
             counters: HashMap::new(),
             uploaded: 0,
+            uploads: RequestMetrics::default(),
         })
     }
 
@@ -524,6 +528,7 @@ impl GcsSink {
             )
             .send_buffered()
             .await;
+        self.uploads.observe(result.is_ok(), started.elapsed());
         match result {
             Ok(_) => Ok(()),
             Err(err) => Err(anyhow::anyhow!(

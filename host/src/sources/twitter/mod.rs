@@ -34,6 +34,7 @@ pub use stream::{MATCHING_RULES_HEADER, PARTIAL_HEADER, TwitterSource, TwitterSt
 use std::time::Duration;
 
 use crate::sources::api::{Batch, Source, SourceContext, SourceSettings};
+use crate::telemetry::{Readiness, StreamMetrics};
 use crate::util::Invalid;
 
 impl SourceSettings for TwitterConfig {
@@ -47,6 +48,10 @@ impl SourceSettings for TwitterConfig {
             stream: None,
             batch: cx.batch_size,
             wait: cx.batch_timeout,
+            metrics: cx.telemetry.stream("source"),
+            readiness: cx
+                .telemetry
+                .readiness("source", "connecting to the Twitter stream"),
         }))
     }
 }
@@ -58,6 +63,8 @@ struct LazyStream {
     stream: Option<TwitterSource>,
     batch: usize,
     wait: Duration,
+    metrics: StreamMetrics,
+    readiness: Readiness,
 }
 
 #[async_trait::async_trait]
@@ -66,9 +73,11 @@ impl Source for LazyStream {
     async fn next_batch(&mut self) -> anyhow::Result<Option<Batch>> {
         let stream = match &mut self.stream {
             Some(s) => s,
-            None => self
-                .stream
-                .insert(TwitterSource::connect(&self.config).await?),
+            None => {
+                let mut stream = TwitterSource::connect(&self.config).await?;
+                stream.observe(self.metrics.clone(), self.readiness.clone());
+                self.stream.insert(stream)
+            }
         };
         Ok(Some(Batch::of(
             stream.next_batch(self.batch, self.wait).await?,

@@ -15,6 +15,7 @@ use super::backoff::{Backoffs, Failure, body_excerpt, rate_limit_reset};
 use super::config::{STREAM_PATH, TwitterConfig};
 use super::rules::Rules;
 use crate::event::{Header, Record};
+use crate::telemetry::{Readiness, StreamMetrics};
 use crate::util::error_chain;
 
 /// Header carrying the tags of the rules a tweet matched, joined by `,` (a rule without a tag
@@ -91,6 +92,8 @@ pub struct TwitterSource {
     /// A fatal error: returned by every later `next_batch` once the ready records are out.
     fatal: Option<String>,
     stats: TwitterStats,
+    metrics: StreamMetrics,
+    readiness: Readiness,
 }
 
 impl std::fmt::Debug for TwitterSource {
@@ -140,6 +143,8 @@ impl TwitterSource {
             ready: VecDeque::new(),
             fatal: None,
             stats: TwitterStats::default(),
+            metrics: StreamMetrics::default(),
+            readiness: Readiness::default(),
         };
         let rules = Rules {
             cfg: &source.cfg,
@@ -152,6 +157,12 @@ impl TwitterSource {
         source.stats.rules_deleted = rules.deleted;
         source.stats.rules_added = rules.added;
         Ok(source)
+    }
+
+    /// Reports reconnects, stalls and readiness (connected or not, and why).
+    pub fn observe(&mut self, metrics: StreamMetrics, readiness: Readiness) {
+        self.metrics = metrics;
+        self.readiness = readiness;
     }
 
     /// Up to `max` records, or whatever arrived within `wait` (possibly none). Transient
@@ -249,6 +260,7 @@ impl TwitterSource {
                 tweets = self.stats.tweets,
                 "twitter stream connected"
             );
+            self.readiness.ready();
             self.conn = Some(Connection {
                 response,
                 last_data: Instant::now(),
@@ -278,15 +290,28 @@ impl TwitterSource {
         }
         if let Some(msg) = &self.fatal {
             tracing::error!("{msg}");
+            self.readiness.not_ready(msg.clone());
         }
     }
 
     fn connect_failed(&mut self, failure: Failure, why: String) {
-        match failure {
-            Failure::Network => self.stats.network_errors += 1,
-            Failure::Http => self.stats.http_errors += 1,
-            Failure::RateLimited { .. } => self.stats.rate_limited += 1,
-        }
+        let reason = match failure {
+            Failure::Network => {
+                self.stats.network_errors += 1;
+                "network"
+            }
+            Failure::Http => {
+                self.stats.http_errors += 1;
+                "http_error"
+            }
+            Failure::RateLimited { .. } => {
+                self.stats.rate_limited += 1;
+                "rate_limited"
+            }
+        };
+        self.metrics.reconnect(reason);
+        self.readiness
+            .not_ready(format!("Twitter stream not connected: {why}"));
         let wait = self
             .backoff
             .next(failure, self.cfg.backoff_scale, self.cfg.max_backoff);
@@ -309,7 +334,12 @@ impl TwitterSource {
         self.stats.disconnects += 1;
         if stalled {
             self.stats.stalls += 1;
+            self.metrics.stalls.inc();
         }
+        self.metrics
+            .reconnect(if stalled { "stalled" } else { "dropped" });
+        self.readiness
+            .not_ready(format!("Twitter stream disconnected: {why}"));
         if !self.partial.is_empty() {
             tracing::warn!(
                 bytes = self.partial.len(),
@@ -507,6 +537,8 @@ mod tests {
             ready: VecDeque::new(),
             fatal: None,
             stats: TwitterStats::default(),
+            metrics: StreamMetrics::default(),
+            readiness: Readiness::default(),
         }
     }
 
