@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until its source ends (or SIGTERM/SIGINT, which drain), then print a
-    /// summary.
+    /// summary. SIGHUP reloads the transforms from the file without stopping.
     Run {
         pipeline: PathBuf,
         /// Print the summary as JSON on stdout.
@@ -191,11 +191,16 @@ fn run(
             tracing::info!("metrics, health and readiness on http://{bound}");
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (reload_tx, reload_rx) = tokio::sync::watch::channel(0u64);
         let drain_limit = pipeline.config.pipeline.shutdown_timeout;
         // Listening before the pipeline starts: from here on a signal drains, never kills.
         let mut signals = Signals::new()?;
         tokio::spawn(async move {
-            let first = signals.next().await;
+            let first = signals.next_stop(|| {
+                tracing::info!("SIGHUP: reloading the transforms");
+                reload_tx.send_modify(|n| *n += 1);
+            });
+            let first = first.await;
             tracing::warn!(
                 "{first}: draining in-flight batches (at most {}; a second signal aborts)",
                 humantime::format_duration(drain_limit)
@@ -204,7 +209,9 @@ fn run(
             // Exiting here skips every destructor: nothing more is committed, so what was
             // not delivered is read again by the next run.
             tokio::select! {
-                second = signals.next() => {
+                second = signals.next_stop(|| {
+                    tracing::warn!("SIGHUP while draining: not reloading");
+                }) => {
                     eprintln!("{second} again: aborting the drain");
                     std::process::exit(128 + second.number());
                 }
@@ -221,6 +228,7 @@ fn run(
         let options = RunOptions {
             progress: !quiet,
             telemetry,
+            reload: Some(reload_rx),
         };
         pipeline::run(&pipeline, options, stop_rx).await
     })?;
@@ -234,11 +242,12 @@ fn run(
 /// Exit code when the drain after a signal outlasts `pipeline.shutdown_timeout`.
 const EXIT_DRAIN_TIMEOUT: i32 = 3;
 
-/// The signals that stop a run: SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd,
-/// Kubernetes).
+/// The signals of a run: SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd, Kubernetes)
+/// stop it; SIGHUP reloads the transforms.
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 #[derive(Clone, Copy)]
@@ -271,13 +280,18 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
             terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
         })
     }
 
-    async fn next(&mut self) -> StopSignal {
-        tokio::select! {
-            _ = self.interrupt.recv() => StopSignal::Interrupt,
-            _ = self.terminate.recv() => StopSignal::Terminate,
+    /// The next stop signal; `on_hangup` runs for each SIGHUP before it.
+    async fn next_stop(&mut self, on_hangup: impl Fn()) -> StopSignal {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return StopSignal::Interrupt,
+                _ = self.terminate.recv() => return StopSignal::Terminate,
+                _ = self.hangup.recv() => on_hangup(),
+            }
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Where every stage reports its metrics and readiness.
     pub telemetry: Telemetry,
+    /// Each change asks for the transforms to be reloaded from the pipeline file (SIGHUP).
+    pub reload: Option<watch::Receiver<u64>>,
 }
 
 /// Loads every plugin of the pipeline's chain and runs each one's `init`.
@@ -172,6 +174,17 @@ pub async fn run(
     let dead_letter_metrics = telemetry.stage("dead_letter");
     let to_chain = telemetry.queue("source_to_chain");
     let to_sinks = telemetry.queue("chain_to_sinks");
+    // A reloaded chain waits here until the chain thread is between two batches.
+    let (swap_tx, mut swap_rx) = mpsc::channel::<Chain>(1);
+    let reloader = options.reload.clone().map(|requests| {
+        tokio::spawn(reload_on_request(
+            requests,
+            runtime.clone(),
+            pipeline.file.clone(),
+            telemetry.clone(),
+            swap_tx,
+        ))
+    });
     running.ready();
 
     let stats = Arc::new(Stats::default());
@@ -252,6 +265,10 @@ pub async fn run(
             let oversized: Arc<str> = "host".into();
             while let Some(batch) = batch_rx.blocking_recv() {
                 to_chain_depth.set(batch_rx.len() as i64);
+                if let Ok(reloaded) = swap_rx.try_recv() {
+                    chain = reloaded;
+                    tracing::info!("reloaded transforms in use from this batch on");
+                }
                 let positions = batch
                     .positions
                     .expect("the source task numbers every batch");
@@ -391,6 +408,9 @@ pub async fn run(
     }
     drop(out_rx);
     drop(ack_tx);
+    if let Some(r) = reloader {
+        r.abort();
+    }
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");
@@ -414,6 +434,47 @@ pub async fn run(
         records_per_second: records_in as f64 / seconds.max(1e-9),
         restarts,
     })
+}
+
+/// Loads the transforms anew from `file` on each request and hands the chain to the chain
+/// thread; a chain that fails to load (a missing plugin, a config its `init` refuses) is
+/// reported and the running one kept. Only `pipeline.chain` and `[transforms.*]` are re-read.
+async fn reload_on_request(
+    mut requests: watch::Receiver<u64>,
+    runtime: Runtime,
+    file: std::path::PathBuf,
+    telemetry: Telemetry,
+    swap: mpsc::Sender<Chain>,
+) {
+    let (succeeded, failed) = telemetry.reloads();
+    while requests.changed().await.is_ok() {
+        let (runtime, path) = (runtime.clone(), file.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            let p = Pipeline::load(&path)?;
+            load_chain(&runtime, &p)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("loading panicked: {e}")));
+        match loaded {
+            Ok(mut chain) => {
+                chain.observe(&telemetry);
+                let names: Vec<&str> = chain.stages().iter().map(|s| s.name()).collect();
+                tracing::info!(
+                    "reload: loaded and initialised [{}] from {}; swapping between batches                      (only pipeline.chain and [transforms.*] are reloaded)",
+                    names.join(", "),
+                    file.display()
+                );
+                if swap.send(chain).await.is_err() {
+                    return;
+                }
+                succeeded.inc();
+            }
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running transforms: {e:#}");
+                failed.inc();
+            }
+        }
+    }
 }
 
 /// Records over `max` bytes never reach a plugin: they are dead-lettered by the host. When

@@ -85,6 +85,11 @@ struct PartitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     queue: String,
 }
@@ -167,6 +172,8 @@ families! {
         names::READY, "1 when the stage is ready, 0 when not (see /ready)";
     stage_index: Family<StageLabel, Gauge> = Family::default(),
         names::STAGE_INDEX, "Position of the stage in the pipeline, for display order";
+    reloads: Family<ResultLabel, Counter> = Family::default(),
+        "reloads", "Reloads of the transforms (SIGHUP), by outcome: ok, error (old ones kept)";
 }
 
 /// A host's metrics and readiness; cheap to clone.
@@ -296,6 +303,18 @@ impl Telemetry {
             stage: name.to_string(),
             stalls: self.families().stalls.get_or_create_owned(&stage(name)),
         }
+    }
+
+    /// Reloads of the transform chain: (succeeded, failed).
+    pub fn reloads(&self) -> (Counter, Counter) {
+        let outcome = |o: &str| ResultLabel {
+            outcome: o.to_string(),
+        };
+        let f = &self.families().reloads;
+        (
+            f.get_or_create_owned(&outcome("ok")),
+            f.get_or_create_owned(&outcome("error")),
+        )
     }
 
     /// Depth of the queue `name` between two stages.
