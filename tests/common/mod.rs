@@ -17,7 +17,9 @@ pub fn root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root());
+    // `cargo test` sets it for this process; build scripts that watch it (ring's) would
+    // otherwise rebuild half the tree between a plain `cargo build` and this one.
+    c.current_dir(root()).env_remove("CARGO_MANIFEST_DIR");
     c
 }
 
