@@ -823,3 +823,32 @@ listen = "{addr}"
         got.len()
     );
 }
+
+/// `--log-format json` (or `SLUICE_LOG_FORMAT=json`): every log line is one JSON object with
+/// the time, level, target, message and the event's fields; the summary stays the last line.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let o = host(
+        &["run", "pipeline.toml", "--quiet"],
+        &[
+            ("RUST_LOG", "info"),
+            ("SLUICE_LOG_FORMAT", "json"),
+            ("SLUICE_SOURCE__COUNT", "500"),
+            ("SLUICE_SINKS__OUT__PATH", "/dev/null"),
+        ],
+    );
+    assert_success(&o);
+    let err = stderr(&o);
+    let mut lines: Vec<&str> = err.lines().collect();
+    let summary = lines.pop().unwrap();
+    assert!(summary.starts_with("bts-demo: 500 in"), "{summary}");
+    assert!(lines.len() >= 3, "{err}");
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(v[key].is_string(), "no {key} in {line}");
+        }
+    }
+    // A plugin's own log line carries the transform's name as a field.
+    assert!(err.contains(r#""plugin":"bts""#), "{err}");
+}

@@ -17,9 +17,21 @@ pub fn root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // `cargo test` sets it for this process; build scripts that watch it (ring's) would
-    // otherwise rebuild half the tree between a plain `cargo build` and this one.
-    c.current_dir(root()).env_remove("CARGO_MANIFEST_DIR");
+    c.current_dir(root());
+    // `cargo test` sets the package's CARGO_PKG_*, CARGO_MANIFEST_* ... for this process; build
+    // scripts that watch them (ring's) would otherwise rebuild half the tree between a plain
+    // `cargo build` and this one.
+    let per_package = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ];
+    for (key, _) in std::env::vars() {
+        if per_package.iter().any(|p| key.starts_with(p)) {
+            c.env_remove(key);
+        }
+    }
     c
 }
 

@@ -133,9 +133,6 @@ fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
-        // Set by `cargo run` for xtask itself; build scripts that watch it (ring's) would see
-        // a change from a plain `cargo build` and rebuild half the tree.
-        .env_remove("CARGO_MANIFEST_DIR")
         .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running {cargo}"))?;

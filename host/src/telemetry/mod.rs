@@ -340,12 +340,14 @@ impl Telemetry {
         let gauge = self.families().ready.get_or_create_owned(&stage(name));
         gauge.set(i64::from(reason.is_none()));
         let mut stages = self.0.readiness.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = &reason
-            && stages.get(name) != Some(&reason)
-        {
-            tracing::warn!(stage = name, "not ready: {r}");
-        } else if reason.is_none() && matches!(stages.get(name), Some(Some(_))) {
-            tracing::info!(stage = name, "ready");
+        // Transitions are logged; the first state of a stage ("connecting") is not news.
+        match (stages.get(name), &reason) {
+            (Some(None), Some(r)) => tracing::warn!(stage = name, "not ready: {r}"),
+            (Some(Some(before)), Some(r)) if before != r => {
+                tracing::warn!(stage = name, "not ready: {r}")
+            }
+            (Some(Some(_)), None) => tracing::info!(stage = name, "ready"),
+            _ => {}
         }
         stages.insert(name.to_string(), reason);
     }
