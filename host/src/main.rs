@@ -122,6 +122,13 @@ struct PluginRun {
     /// Records per plugin call.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    #[command(flatten)]
+    sandbox: Sandbox,
+}
+
+/// The limits and grants a plugin tool runs a plugin with.
+#[derive(Args)]
+struct Sandbox {
     /// Per-batch time budget.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -131,9 +138,30 @@ struct PluginRun {
     /// Linear-memory cap in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mib: usize,
-    /// Link WASI (with nothing granted inside it), for plugins whose toolchain imports it.
+    /// Grants, named as in `[transforms.NAME.grants]`: wasi, clocks, stdio, env=NAME,
+    /// dirs=GUEST=HOST (comma-separated or repeated). Each implies wasi.
+    #[arg(long, value_delimiter = ',', value_name = "GRANT")]
+    grant: Vec<String>,
+    /// The same as `--grant wasi`.
     #[arg(long)]
     wasi: bool,
+}
+
+impl Sandbox {
+    fn spec(&self, path: &Path) -> anyhow::Result<PluginSpec> {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let mut spec = PluginSpec::new(stem, path);
+        spec.timeout = self.timeout;
+        spec.fuel = self.fuel;
+        spec.memory = self.memory_mib << 20;
+        spec.grants.wasi = self.wasi;
+        for grant in &self.grant {
+            spec.grants
+                .add(grant)
+                .map_err(|e| anyhow::anyhow!("--grant {e}"))?;
+        }
+        Ok(spec)
+    }
 }
 
 fn main() -> ExitCode {
@@ -379,20 +407,8 @@ fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
     let mut specs: Vec<PluginSpec> = args
         .plugins
         .iter()
-        .map(|p| {
-            let stem = p
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let mut spec = PluginSpec::new(stem, p);
-            spec.timeout = args.timeout;
-            spec.fuel = args.fuel;
-            spec.memory = args.memory_mib << 20;
-            spec.grants.wasi = args.wasi;
-            spec
-        })
-        .collect();
+        .map(|p| args.sandbox.spec(p))
+        .collect::<anyhow::Result<_>>()?;
     for kv in &args.config {
         let (key, value) = kv
             .split_once('=')

@@ -67,6 +67,34 @@ impl Grants {
     pub fn any_beyond_wasi(&self) -> bool {
         !self.env.is_empty() || !self.dirs.is_empty() || self.clocks || self.stdio
     }
+
+    /// Adds one grant written as on the command line: `wasi`, `clocks`, `stdio`, `env=NAME`
+    /// or `dirs=GUEST=HOST`. Each grant but `wasi` implies `wasi`, which the table requires
+    /// to be written out.
+    pub fn add(&mut self, grant: &str) -> Result<(), String> {
+        match grant.split_once('=') {
+            None if grant == "wasi" => {}
+            None if grant == "clocks" => self.clocks = true,
+            None if grant == "stdio" => self.stdio = true,
+            Some(("env", name)) if !name.is_empty() => self.env.push(name.to_string()),
+            Some(("dirs", map)) => {
+                let Some((guest, host)) = map
+                    .split_once('=')
+                    .filter(|(g, h)| !g.is_empty() && !h.is_empty())
+                else {
+                    return Err(format!("`{grant}`: expected dirs=GUEST=HOST"));
+                };
+                self.dirs.insert(guest.to_string(), host.into());
+            }
+            _ => {
+                return Err(format!(
+                    "unknown grant `{grant}` (grants: wasi, clocks, stdio, env=NAME, dirs=GUEST=HOST)"
+                ));
+            }
+        }
+        self.wasi = true;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,9 +6,11 @@
 //! - [`stage`]: one transform in a chain: failure isolation and poison-record bisection.
 //! - [`chain`]: the stages of a pipeline's chain, applied to a batch in order.
 //! - [`config`]: a `[transforms.NAME]` table, its grants, and `[runtime]`, with their checks.
+//! - [`imports`]: which grant each import of a plugin needs.
 
 pub mod chain;
 pub mod config;
+pub mod imports;
 pub mod plugin;
 pub mod runtime;
 pub mod stage;

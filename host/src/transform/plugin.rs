@@ -11,6 +11,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::{Grants, TransformConfig};
+use super::imports::{self, Need};
 use super::runtime::Runtime;
 use super::{Level, Outcome, Record, WIT_PACKAGE};
 use crate::event::wit::sluice::transform::{log, types};
@@ -83,6 +84,8 @@ pub struct Plugin {
     runtime: Runtime,
     engine: Engine,
     pre: TransformPre<HostState>,
+    /// The component's import names, to explain a failure at start-up.
+    imports: Vec<String>,
 }
 
 /// Why a call into a plugin failed. Every variant leaves the instance unusable.
@@ -125,7 +128,12 @@ impl Plugin {
                 )
             })?;
 
-        check_imports(&engine, &component, &spec)?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        check_imports(&imports, &spec)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
         Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -148,6 +156,7 @@ impl Plugin {
             runtime: runtime.clone(),
             engine,
             pre,
+            imports,
         }))
     }
 
@@ -170,52 +179,69 @@ impl Plugin {
         let bindings = self
             .pre
             .instantiate(&mut instance.store)
-            .map_err(|e| instance.classify(e))
-            .with_context(|| format!("transform `{name}`: instantiating"))?;
+            .map_err(|e| self.startup_failed("instantiating", instance.classify(e)))?;
         instance.arm_for(startup);
         bindings
             .call_init(&mut instance.store, &self.spec.config)
-            .map_err(|e| instance.classify(e))
-            .with_context(|| format!("transform `{name}`: init"))?
-            .map_err(|msg| anyhow::anyhow!("transform `{name}` rejected its config: {msg}"))?;
+            .map_err(|e| self.startup_failed("init", instance.classify(e)))?
+            .map_err(|reason| ConfigRejected {
+                transform: name.clone(),
+                reason,
+            })?;
         instance.bindings = Some(bindings);
         Ok(instance)
     }
+
+    /// The component's imports, by name (`wasi:clocks/wall-clock@0.2.6`).
+    pub fn imports(&self) -> impl Iterator<Item = &str> {
+        self.imports.iter().map(String::as_str)
+    }
+
+    /// A failure before the first batch, with the grant that would likely prevent it: a
+    /// trap there names nothing the user can change ("unreachable executed").
+    fn startup_failed(&self, during: &str, e: CallError) -> anyhow::Error {
+        let name = &self.spec.name;
+        match imports::startup_hint(name, self.imports(), &self.spec.grants) {
+            Some(hint) => anyhow::anyhow!("transform `{name}`: {during}: {e}; {hint}"),
+            None => anyhow::anyhow!("transform `{name}`: {during}: {e}"),
+        }
+    }
+}
+
+/// A plugin's `init` refused its config (as opposed to failing to start).
+#[derive(Debug, thiserror::Error)]
+#[error("transform `{transform}` rejected its config: {reason}")]
+pub struct ConfigRejected {
+    pub transform: String,
+    pub reason: String,
 }
 
 /// The least time instantiation plus `init` get, whatever the per-batch `timeout`.
 const STARTUP_TIMEOUT_FLOOR: Duration = Duration::from_secs(2);
 
 /// Refuses imports the pipeline did not grant, naming them, before linking.
-fn check_imports(
-    engine: &Engine,
-    component: &wasmtime::component::Component,
-    spec: &PluginSpec,
-) -> anyhow::Result<()> {
-    let ours = WIT_PACKAGE.split('@').next().unwrap_or(WIT_PACKAGE);
-    for (import, _) in component.component_type().imports(engine) {
-        let granted = if import.starts_with(&format!("{ours}/")) {
-            true
-        } else if import.starts_with("wasi:") {
-            spec.grants.wasi && !import.starts_with("wasi:http/")
-        } else {
-            false
-        };
-        if !granted {
-            let hint = if import.starts_with("wasi:") && !import.starts_with("wasi:http/") {
-                format!(
-                    "; to allow WASI set `[transforms.{}.grants] wasi = true` (files, env, clocks stay closed unless granted one by one)",
-                    spec.name
-                )
-            } else {
-                format!("; plugins may import only {ours}/log")
-            };
-            bail!(
-                "transform `{}`: {} imports `{import}`, which is not granted{hint}",
-                spec.name,
-                spec.path.display()
-            );
+fn check_imports(imports: &[String], spec: &PluginSpec) -> anyhow::Result<()> {
+    for import in imports {
+        let need = Need::of(import);
+        if need.links(&spec.grants) {
+            continue;
         }
+        let ours = imports::package_name();
+        let hint = if need.grant().is_some() {
+            format!(
+                "; to allow WASI set `[transforms.{}.grants] wasi = true` (files, env, clocks stay closed unless granted one by one)",
+                spec.name
+            )
+        } else if import.starts_with(&format!("{ours}/")) {
+            format!("; this host implements {WIT_PACKAGE}: rebuild the plugin against it")
+        } else {
+            format!("; plugins may import only {ours}/log")
+        };
+        bail!(
+            "transform `{}`: {} imports `{import}`, which is not granted{hint}",
+            spec.name,
+            spec.path.display()
+        );
     }
     Ok(())
 }
@@ -253,6 +279,11 @@ impl Instance {
     pub fn fuel_used(&self) -> Option<u64> {
         let budget = self.plugin.spec.fuel?;
         Some(budget.saturating_sub(self.store.get_fuel().unwrap_or(0)))
+    }
+
+    /// The largest linear memory the instance has asked for so far, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().limits.peak
     }
 
     /// True when the instance should be replaced before the next call: it has served its
