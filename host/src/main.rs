@@ -97,6 +97,15 @@ enum PluginCommand {
     /// Run one plugin (or a chain, in order) over NDJSON on stdin; print one JSON line per
     /// input line: the records it became, or that it was dropped or dead-lettered and why.
     Run(PluginRun),
+    /// Show what a component is before granting it anything: the world it targets, every
+    /// import and the grant it needs, its exports, size, sha256, the toolchain that built it,
+    /// and whether it starts under the default limits.
+    Inspect {
+        plugin: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new plugin from a template that builds as it is: `build.sh`, a copy of the WIT
     /// world, and a README on building, trying and pinning it.
     New {
@@ -212,6 +221,16 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             schema_bigquery(&pipeline, sample)
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
+        Command::Plugin(PluginCommand::Inspect { plugin, json }) => {
+            let runtime = Runtime::new(RuntimeOptions::default())?;
+            let report = sluice::transform::inspect::inspect(&runtime, &plugin)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             let root = sluice::scaffold::new_plugin(&name, lang, &dir)?;
             print!("{}", sluice::scaffold::next_steps(lang, &name, &root));

@@ -7,10 +7,12 @@
 //! - [`chain`]: the stages of a pipeline's chain, applied to a batch in order.
 //! - [`config`]: a `[transforms.NAME]` table, its grants, and `[runtime]`, with their checks.
 //! - [`imports`]: which grant each import of a plugin needs.
+//! - [`inspect`]: what `host plugin inspect` reports on a component.
 
 pub mod chain;
 pub mod config;
 pub mod imports;
+pub mod inspect;
 pub mod plugin;
 pub mod runtime;
 pub mod stage;
