@@ -8,6 +8,7 @@ pub mod clients;
 pub mod config;
 pub mod event;
 pub mod pipeline;
+pub mod plugin_test;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;

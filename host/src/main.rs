@@ -106,6 +106,10 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check a plugin against a test-vectors directory (the format of
+    /// guest-plugins/vectors): a diff per failing case, a summary, exit status 1 on any
+    /// failure.
+    Test(PluginTest),
     /// Create a new plugin from a template that builds as it is: `build.sh`, a copy of the WIT
     /// world, and a README on building, trying and pinning it.
     New {
@@ -131,6 +135,20 @@ struct PluginRun {
     /// Records per plugin call.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    #[command(flatten)]
+    sandbox: Sandbox,
+}
+
+#[derive(Args)]
+struct PluginTest {
+    plugin: PathBuf,
+    /// The vectors directory: inputs.json, cases.json, expected/<case>.json.
+    #[arg(long)]
+    vectors: PathBuf,
+    /// Which plugin of the vectors this is (default: the only one, or the one the file
+    /// name starts with).
+    #[arg(long = "plugin", value_name = "NAME")]
+    name: Option<String>,
     #[command(flatten)]
     sandbox: Sandbox,
 }
@@ -231,6 +249,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test(args),
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             let root = sluice::scaffold::new_plugin(&name, lang, &dir)?;
             print!("{}", sluice::scaffold::next_steps(lang, &name, &root));
@@ -488,5 +507,22 @@ fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
         line_no += n as u64;
     }
     stdout.flush()?;
+    Ok(())
+}
+
+fn plugin_test(args: PluginTest) -> anyhow::Result<()> {
+    let vectors = sluice::transform::vectors::Vectors::load(&args.vectors)?;
+    let name = sluice::plugin_test::plugin_name(&vectors, &args.plugin, args.name.as_deref())?;
+    let spec = args.sandbox.spec(&args.plugin)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let mut stdout = std::io::stdout().lock();
+    let summary = sluice::plugin_test::run(&runtime, &spec, &vectors, name, &mut stdout)?;
+    if summary.failed > 0 {
+        bail!(
+            "{} of {} checks failed",
+            summary.failed,
+            summary.failed + summary.passed
+        );
+    }
     Ok(())
 }

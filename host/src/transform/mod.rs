@@ -8,6 +8,8 @@
 //! - [`config`]: a `[transforms.NAME]` table, its grants, and `[runtime]`, with their checks.
 //! - [`imports`]: which grant each import of a plugin needs.
 //! - [`inspect`]: what `host plugin inspect` reports on a component.
+//! - [`vectors`]: test vectors (inputs, configs, expected outcomes) and checking a plugin
+//!   against them, for `host plugin test` and the polyglot suite.
 
 pub mod chain;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod inspect;
 pub mod plugin;
 pub mod runtime;
 pub mod stage;
+pub mod vectors;
 
 pub use crate::event::wit::sluice::transform::log::Level;
 pub use crate::event::wit::sluice::transform::types::Outcome;
