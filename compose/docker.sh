@@ -15,20 +15,26 @@
 # machine with those caches (or a Debian mirror plus Maven Central and PyPI) can build them.
 # dockerd runs without iptables and without a bridge: containers use host networking.
 #
-# Services (SVC): base kafka opensearch fake-gcs bigquery twitter-sim
+# Services (SVC): base kafka opensearch fake-gcs bigquery twitter-sim host
 # Images (all local names; the tests default to the upstream names and take these from `env`):
-#   sluice-local/base:bookworm-jre17           ~390 MB, shared by all the others
+#   sluice-local/base:bookworm-jre17           ~390 MB, shared by all the others but the host
+#   sluice-local/base:bookworm-slim            minbase + ca-certificates, the host's base
 #   sluice-local/kafka:$KAFKA_VERSION          Apache Kafka (KRaft), configured like apache/kafka
 #   sluice-local/opensearch:$OPENSEARCH_VERSION  configured like opensearchproject/opensearch
 #   sluice-local/fake-gcs-server:1.54.0        entrypoint and flags as fsouza/fake-gcs-server
 #   sluice-local/bqemulator:$BQEMULATOR_VERSION  bqemulator (DuckDB), REST + gRPC
 #   sluice-local/twitter-sim:latest            tests/twitter-sim, release build
+#   sluice-local/host:latest                   the Sluice host (release build unless SLUICE_HOST_PROFILE
+#                                              says otherwise, PID 1, user sluice),
+#                                              guest-plugins/dist in /plugins, the examples in
+#                                              /etc/sluice, HEALTHCHECK on /health
 # Environment (all optional):
 #   SLUICE_DOCKER_DIR   dockerd's socket, data-root, exec-root and log (default ~/.cache/sluice/docker)
 #   DEBIAN_MIRROR       mirror for debootstrap (default http://deb.debian.org/debian)
 #   DOCKER              docker CLI (default /usr/bin/docker from docker.io, else docker on PATH)
 #   DOCKERD_START_TIMEOUT  seconds (default 60)
-#   CARGO_TARGET_DIR    where twitter-sim is built (default: cargo's)
+#   CARGO_TARGET_DIR    where twitter-sim, the host and the plugins are built (default: cargo's)
+#   SLUICE_HOST_PROFILE the cargo profile of the host image's binary (default release; CI: dev)
 #   KAFKA_VERSION, OPENSEARCH_VERSION, BQEMULATOR_VERSION, FAKE_GCS_WRAPPER_VERSION, SLUICE_CACHE
 #                       as for the native scripts (the artifacts are taken from their caches)
 set -euo pipefail
@@ -58,7 +64,9 @@ IMG_OPENSEARCH="sluice-local/opensearch:$OPENSEARCH_VERSION"
 IMG_FAKE_GCS="sluice-local/fake-gcs-server:$FAKE_GCS_SERVER_VERSION"
 IMG_BIGQUERY="sluice-local/bqemulator:$BQEMULATOR_VERSION"
 IMG_TWITTER_SIM="sluice-local/twitter-sim:latest"
-ALL_SERVICES=(base kafka opensearch fake-gcs bigquery twitter-sim)
+IMG_BASE_SLIM="sluice-local/base:bookworm-slim"
+IMG_HOST="sluice-local/host:latest"
+ALL_SERVICES=(base kafka opensearch fake-gcs bigquery twitter-sim host)
 
 docker_cli() {
   if [[ -n "${DOCKER:-}" ]]; then "$DOCKER" "$@"
@@ -219,18 +227,20 @@ new_build_dir() {
   cat >"$BUILD_DIR/$1/Dockerfile"
 }
 
-build_base() {
-  local recipe t0=$SECONDS rootfs="$BUILD_DIR/base-rootfs"
-  local pkgs="openjdk-17-jre-headless python3"
+# A root filesystem from `debootstrap --variant=minbase bookworm` plus PKGS, imported as IMAGE.
+build_rootfs_image() {
+  local image="$1" pkgs="$2" recipe t0=$SECONDS name
   recipe="$(printf 'bookworm minbase %s v1' "$pkgs" | sha256sum | cut -c1-16)"
-  if image_current "$IMG_BASE" "$recipe"; then log "$IMG_BASE is up to date"; return 0; fi
-  [[ "$(id -u)" == 0 ]] || die "building the base image needs root (debootstrap, chroot)"
+  if image_current "$image" "$recipe"; then log "$image is up to date"; return 0; fi
+  [[ "$(id -u)" == 0 ]] || die "building $image needs root (debootstrap, chroot)"
   need_pkg debootstrap debootstrap
+  name="rootfs-${image##*:}"
+  local rootfs="$BUILD_DIR/$name" dlog="$BUILD_DIR/$name-debootstrap.log" alog="$BUILD_DIR/$name-apt.log"
   log "debootstrap --variant=minbase bookworm ($DEBIAN_MIRROR), then $pkgs"
   rm -rf "$rootfs"
   mkdir -p "$rootfs"
-  debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >"$BUILD_DIR/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$BUILD_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $BUILD_DIR/debootstrap.log)"; }
+  debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >"$dlog" 2>&1 ||
+    { tail -n 20 "$dlog" >&2; die "debootstrap failed (log: $dlog)"; }
   printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
   chmod +x "$rootfs/usr/sbin/policy-rc.d"
   mount -t proc proc "$rootfs/proc"
@@ -238,9 +248,9 @@ build_base() {
   trap "umount '$rootfs/proc' 2>/dev/null || true" EXIT
   # shellcheck disable=SC2086
   if ! chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs \
-    >"$BUILD_DIR/base-apt.log" 2>&1; then
-    tail -n 20 "$BUILD_DIR/base-apt.log" >&2
-    die "installing $pkgs in the base rootfs failed (log: $BUILD_DIR/base-apt.log)"
+    >"$alog" 2>&1; then
+    tail -n 20 "$alog" >&2
+    die "installing $pkgs in the $image rootfs failed (log: $alog)"
   fi
   chroot "$rootfs" apt-get clean
   umount "$rootfs/proc"
@@ -248,11 +258,16 @@ build_base() {
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
     "$rootfs"/usr/share/man/* "$rootfs"/var/log/*.log
   tar --numeric-owner -C "$rootfs" -c . |
-    docker_cli import -c 'ENV LANG=C.UTF-8' -c "LABEL sluice.recipe=$recipe" - "$IMG_BASE" >/dev/null ||
+    docker_cli import -c 'ENV LANG=C.UTF-8' -c "LABEL sluice.recipe=$recipe" - "$image" >/dev/null ||
     die "docker import failed"
   rm -rf "$rootfs"
-  log "built $IMG_BASE in $((SECONDS - t0)) s ($(image_size "$IMG_BASE"))"
+  log "built $image in $((SECONDS - t0)) s ($(image_size "$image"))"
 }
+
+build_base() { build_rootfs_image "$IMG_BASE" "openjdk-17-jre-headless python3"; }
+
+# The host's base: no JRE or Python, only the CA certificates its TLS clients need.
+build_base_slim() { build_rootfs_image "$IMG_BASE_SLIM" "ca-certificates"; }
 
 build_kafka() {
   local libs="$CACHE_ROOT/kafka/$KAFKA_VERSION/libs"
@@ -408,6 +423,12 @@ EOF
   build_dir_image bigquery "$IMG_BIGQUERY"
 }
 
+# Cargo's target directory for this workspace (CARGO_TARGET_DIR or the default).
+cargo_target_dir() {
+  (cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+}
+
 build_twitter_sim() {
   local bin src
   # The sources' hash is part of the recipe, so a changed simulator is rebuilt.
@@ -421,12 +442,102 @@ EOF
   if ! image_current "$IMG_TWITTER_SIM" "$(recipe_of "$BUILD_DIR/twitter-sim")"; then
     log "cargo build --release -p twitter-sim"
     (cd "$REPO" && cargo build --quiet --release -p twitter-sim >&2) || die "building twitter-sim failed"
-    bin="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/twitter-sim"
+    bin="$(cargo_target_dir)/release/twitter-sim"
     mkdir -p "$BUILD_DIR/twitter-sim/ctx"
     cp "$bin" "$BUILD_DIR/twitter-sim/ctx/twitter-sim"
   fi
   build_dir_image twitter-sim "$IMG_TWITTER_SIM"
+}
+
+# What the host image is made of: its sources, the plugins' and the pipelines it bundles.
+HOST_SOURCES=(Cargo.toml Cargo.lock host wit guest-plugins examples pipeline.toml)
+
+# The pipelines, made to run in the image: plugin paths point to /plugins, relative file paths
+# (sinks, dead letters) to /var/lib/sluice.
+image_pipeline() {
+  {
+    printf '# In %s: plugins from /plugins, files in /var/lib/sluice (paths rewritten by compose/docker.sh).\n' "$IMG_HOST"
+    sed -E -e 's|^(plugin *= *")[^"]*/([^/"]+\.wasm")|\1/plugins/\2|' \
+      -e 's|^(path *= *")([^/"][^"]*/)?([^/"]+")|\1/var/lib/sluice/\3|' "$1"
+  } >"$2"
+}
+
+# The cargo profile of the host in the image: release (default), or dev, which CI uses because
+# its tests build that binary anyway (a release build would add ~10 minutes to a cold CI run).
+HOST_PROFILE="${SLUICE_HOST_PROFILE:-release}"
+
+build_host() {
+  local src dir="$BUILD_DIR/host" target f out
+  build_base_slim
+  case "$HOST_PROFILE" in
+    dev | debug) out=debug ;;
+    *) out="$HOST_PROFILE" ;;
+  esac
+  src="$HOST_PROFILE-$(cd "$REPO" && { git ls-files -s "${HOST_SOURCES[@]}" 2>/dev/null; git diff HEAD -- "${HOST_SOURCES[@]}" 2>/dev/null; } |
+    sha256sum | cut -c1-16)"
+  # The host is PID 1 and drains on SIGTERM itself (docker stop), so no init. Metrics, health
+  # and readiness are on by default (SLUICE_RUNTIME__METRICS__LISTEN, which `--metrics` overrides).
+  new_build_dir host <<EOF
+FROM $IMG_BASE_SLIM
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/sluice --no-create-home \
+      --shell /usr/sbin/nologin sluice \
+ && install -d -o sluice -g sluice /var/lib/sluice /var/cache/sluice
+COPY host /usr/local/bin/host
+COPY healthcheck.sh /usr/local/bin/sluice-healthcheck
+COPY plugins /plugins
+COPY sluice /etc/sluice
+ENV HOME=/var/lib/sluice XDG_CACHE_HOME=/var/cache/sluice SLUICE_RUNTIME__METRICS__LISTEN=0.0.0.0:9598
+USER sluice
+WORKDIR /var/lib/sluice
+# Every bundled pipeline loads (and the plugins' compiled code lands in the cache).
+RUN for p in /etc/sluice/pipeline.toml /etc/sluice/examples/*.toml; do \
+      TWITTER_BEARER_TOKEN=check host check "\$p" >/dev/null || exit 1; done
+EXPOSE 9598
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/usr/local/bin/sluice-healthcheck"]
+LABEL sluice.sources=$src
+ENTRYPOINT ["/usr/local/bin/host"]
+CMD ["run", "/etc/sluice/pipeline.toml"]
+EOF
+  # bash's /dev/tcp: the image has no curl or Python.
+  cat >"$dir/healthcheck.sh" <<'EOF'
+#!/bin/bash
+# sluice-healthcheck [PATH]: exit 0 when GET PATH (default /health) on the host's metrics listener
+# answers 200. The listener is PID 1's `--metrics ADDR`, else $SLUICE_RUNTIME__METRICS__LISTEN,
+# else 127.0.0.1:9598; a wildcard address is asked on loopback.
+set -euo pipefail
+path="${1:-/health}"
+addr="${SLUICE_RUNTIME__METRICS__LISTEN:-127.0.0.1:9598}"
+args=()
+mapfile -d '' -t args </proc/1/cmdline 2>/dev/null || true
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --metrics) addr="${args[i + 1]:-$addr}" ;;
+    --metrics=*) addr="${args[i]#--metrics=}" ;;
+  esac
+done
+host="${addr%:*}" port="${addr##*:}"
+host="${host#[}" host="${host%]}"
+case "$host" in 0.0.0.0 | "" | ::) host=127.0.0.1 ;; esac
+exec 3<>"/dev/tcp/$host/$port"
+printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$addr" >&3
+read -r _ status _ <&3
+[[ "$status" == 200 ]]
+EOF
+  chmod +x "$dir/healthcheck.sh"
+  if ! image_current "$IMG_HOST" "$(recipe_of "$dir")"; then
+    log "cargo build --profile $HOST_PROFILE -p sluice-host --bin host, cargo xtask plugins"
+    (cd "$REPO" && cargo build --quiet --profile "$HOST_PROFILE" -p sluice-host --bin host >&2) ||
+      die "building the host failed"
+    (cd "$REPO" && cargo xtask plugins >&2) || die "building the plugins failed"
+    target="$(cargo_target_dir)"
+    mkdir -p "$dir/ctx/plugins" "$dir/ctx/sluice/examples"
+    # Line tables only help a debugger; the symbols stay for backtraces.
+    strip --strip-debug -o "$dir/ctx/host" "$target/$out/host"
+    cp "$REPO"/guest-plugins/dist/*.wasm "$dir/ctx/plugins/"
+    image_pipeline "$REPO/pipeline.toml" "$dir/ctx/sluice/pipeline.toml"
+    for f in "$REPO"/examples/*.toml; do image_pipeline "$f" "$dir/ctx/sluice/examples/${f##*/}"; done
+  fi
+  build_dir_image host "$IMG_HOST"
 }
 
 cmd_build() {
@@ -441,11 +552,13 @@ cmd_build() {
   for s in "${svcs[@]}"; do
     case "$s" in
       base) ;;
+      base-slim) build_base_slim ;;
       kafka) build_kafka ;;
       opensearch | elasticsearch) build_opensearch ;;
       fake-gcs | gcs) build_fake_gcs ;;
       bigquery | bqemulator) build_bigquery ;;
       twitter-sim) build_twitter_sim ;;
+      host) build_host ;;
       *) die "unknown service '$s' (${ALL_SERVICES[*]})" ;;
     esac
   done
@@ -459,11 +572,13 @@ cmd_env() {
   printf 'SLUICE_IMAGE_FAKE_GCS=%s\n' "$IMG_FAKE_GCS"
   printf 'SLUICE_IMAGE_BIGQUERY=%s\n' "$IMG_BIGQUERY"
   printf 'SLUICE_IMAGE_TWITTER_SIM=%s\n' "$IMG_TWITTER_SIM"
+  printf 'SLUICE_IMAGE_HOST=%s\n' "$IMG_HOST"
 }
 
 cmd_images() {
   local i
-  for i in "$IMG_BASE" "$IMG_KAFKA" "$IMG_OPENSEARCH" "$IMG_FAKE_GCS" "$IMG_BIGQUERY" "$IMG_TWITTER_SIM"; do
+  for i in "$IMG_BASE" "$IMG_KAFKA" "$IMG_OPENSEARCH" "$IMG_FAKE_GCS" "$IMG_BIGQUERY" "$IMG_TWITTER_SIM" \
+    "$IMG_BASE_SLIM" "$IMG_HOST"; do
     if docker_cli image inspect "$i" >/dev/null 2>&1; then
       printf '%-45s %s\n' "$i" "$(image_size "$i")"
     else

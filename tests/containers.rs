@@ -91,6 +91,13 @@ fn docker_api(method: &str, path: &str) -> Result<String, String> {
     Ok(answer)
 }
 
+/// `GET /containers/ID/json`: what the engine knows of a container (state, exit code, health).
+fn inspect(id: &str) -> Value {
+    let answer = docker_api("GET", &format!("/containers/{id}/json")).unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("inspecting {id}: {e}: {answer}"))
+}
+
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
@@ -104,6 +111,7 @@ enum Service {
     FakeGcs,
     BigQuery,
     TwitterSim,
+    Host,
 }
 
 impl Service {
@@ -121,6 +129,7 @@ impl Service {
                 "SLUICE_IMAGE_TWITTER_SIM",
                 "sluice-local/twitter-sim:latest",
             ),
+            Service::Host => ("SLUICE_IMAGE_HOST", "sluice-local/host:latest"),
         };
         let name = std::env::var(var).unwrap_or_else(|_| default.into());
         let (repo, tag) = match name.rsplit_once(':') {
@@ -1693,5 +1702,112 @@ listen = "{addr}"
         &got,
         &want,
         "Elasticsearch and its dead letters after SIGTERM",
+    );
+}
+
+/// The host image (`compose/docker.sh build host`) as a supervisor runs it: the bundled
+/// generate -> [bts] -> Kafka example, pointed at a Kafka container by `SLUICE_*` overrides, with
+/// `--metrics` on a free port. `/ready` answers 200, `/metrics` shows every stage with counts
+/// that grow, Docker's HEALTHCHECK reports healthy, and `docker stop` (SIGTERM to the host, PID 1
+/// as a non-root user) drains and exits 0.
+#[test]
+fn host_image_serves_metrics_and_stops_on_sigterm() {
+    use common::metrics::{Scrape, ready};
+    let Some(_lock) = docker("host_image_serves_metrics_and_stops_on_sigterm") else {
+        return;
+    };
+    let kafka = Kafka::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let topic = "image";
+    let req = Service::Host
+        .image()
+        .with_cmd([
+            "run",
+            "/etc/sluice/examples/generate-to-kafka.toml",
+            "--metrics",
+            addr.as_str(),
+        ])
+        .with_env_var("SLUICE_SOURCE__COUNT", "0")
+        .with_env_var("SLUICE_SOURCE__RATE", "2000")
+        .with_env_var("SLUICE_SINKS__KAFKA__BROKERS", &kafka.bootstrap)
+        .with_env_var("SLUICE_SINKS__KAFKA__TOPIC", topic)
+        .with_env_var("SLUICE_DEAD_LETTER__BROKERS", &kafka.bootstrap);
+    let host = start("the host image", req);
+    let config = inspect(host.id());
+    assert_eq!(
+        config["Config"]["User"], "sluice",
+        "runs as a non-root user"
+    );
+
+    wait_until("/ready did not answer 200", Duration::from_secs(60), || {
+        assert!(
+            host.is_running().unwrap_or(false),
+            "the host exited: {}",
+            logs(&host)
+        );
+        ready(&addr).is_some_and(|(status, _)| status == 200)
+    });
+    assert_eq!(
+        common::http::get_status(&format!("http://{addr}/health")),
+        Some(200)
+    );
+    let stages = ["source", "transforms.bts", "sinks.kafka"];
+    let counts = |s: &Scrape| stages.map(|stage| s.stage("records_out", stage));
+    wait_until(
+        "no records through every stage",
+        Duration::from_secs(30),
+        || Scrape::get(&addr).is_some_and(|s| counts(&s).iter().all(|&n| n > 0.0)),
+    );
+    let before = counts(&Scrape::get(&addr).unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = Scrape::get(&addr).unwrap();
+    let after = counts(&s);
+    for ((stage, b), a) in stages.iter().zip(before).zip(after) {
+        assert!(
+            a > b,
+            "{stage}: records_out went from {b} to {a}\n{}",
+            s.text()
+        );
+    }
+    let bts = "transforms.bts";
+    assert_eq!(
+        s.stage("records_in", bts),
+        s.stage("records_out", bts) + s.stage("records_dropped", bts),
+        "{bts}: in = out + dropped"
+    );
+    assert!(
+        s.text().contains("pipeline=\"generate-to-kafka\""),
+        "{}",
+        s.text()
+    );
+
+    // The image's HEALTHCHECK finds the listener from PID 1's --metrics.
+    wait_until(
+        "Docker's healthcheck did not report healthy",
+        Duration::from_secs(40),
+        || inspect(host.id())["State"]["Health"]["Status"] == "healthy",
+    );
+
+    let since = Instant::now();
+    host.stop_with_timeout(Some(30)).unwrap();
+    let stopped = since.elapsed();
+    let state = inspect(host.id())["State"].clone();
+    let log = logs(&host);
+    assert_eq!(
+        state["ExitCode"], 0,
+        "exit code after docker stop: {state}\n{log}"
+    );
+    assert!(
+        stopped < Duration::from_secs(20),
+        "docker stop took {stopped:?}"
+    );
+    let stderr = String::from_utf8_lossy(&host.stderr_to_vec().unwrap()).into_owned();
+    assert!(stderr.contains("SIGTERM: draining"), "{log}");
+    // Drained: the topic holds at least what the sink had reported before the stop.
+    let delivered = topic_end(&kafka.bootstrap, topic) as f64;
+    assert!(
+        delivered >= after[2],
+        "{delivered} in {topic}, {} reported",
+        after[2]
     );
 }
