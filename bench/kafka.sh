@@ -85,8 +85,6 @@ path = "$4"
 TOML
 }
 
-lines() { if [[ -f "$1" ]]; then wc -l <"$1"; else echo 0; fi; }
-
 # Records/s of a consuming host from its first record written until all N are.
 consume_rate() {
   local toml="$1" out="$2" pid t0="" n0=0 t1 n

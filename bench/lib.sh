@@ -69,6 +69,8 @@ TOML
 # ---------------------------------------------------------------- arithmetic
 
 now() { date +%s.%N; }
+# lines FILE: its line count, 0 while it does not exist yet.
+lines() { if [[ -f "$1" ]]; then wc -l <"$1"; else echo 0; fi; }
 # rate N SECONDS: N per second, rounded.
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
 # elapsed T0 T1: seconds from T0 to T1 (both from now).

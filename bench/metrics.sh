@@ -77,7 +77,8 @@ chain_rate() {
   pid=$!
   [[ "$1" == on ]] && { scrape_while "$pid" >"$WORK/scrapes" & scraper=$!; }
   wait "$pid" || { cat "$WORK/chain.log" >&2; exit 1; }
-  [[ "$1" == on ]] && { wait "$scraper"; SCRAPES+="$(cat "$WORK/scrapes") "; }
+  # (A file, not a variable: this runs in a command substitution's subshell.)
+  [[ "$1" == on ]] && { wait "$scraper"; printf '%s ' "$(cat "$WORK/scrapes")" >>"$WORK/scrape-counts"; }
   sed -E 's/.*"records_per_second":([0-9.]+).*/\1/' "$WORK/summary.json" | cut -d. -f1
 }
 
@@ -106,7 +107,6 @@ chain_toml
 generate_to_kafka "$RUN_ID" 3 >"$WORK/produce.toml"
 "$HOST" run --quiet "$WORK/produce.toml" 2>/dev/null
 
-SCRAPES=""
 declare -A R
 for run in $(seq 1 "$RUNS"); do
   # Alternate which goes first, so drift on a shared machine hits both sides alike.
@@ -128,7 +128,7 @@ ratios() {
 }
 med() { median_of "${R[$1]}"; }
 echo
-echo "Metrics endpoint on vs off, $N records, scraped every 200 ms when on (median $(median_of "$SCRAPES") scrapes a run), medians of $RUNS paired runs ($(nproc) cores)."
+echo "Metrics endpoint on vs off, $N records, scraped every 200 ms when on (median $(median_of "$(cat "$WORK/scrape-counts")") scrapes of the chain's runs), medians of $RUNS paired runs ($(nproc) cores)."
 echo
 echo "| pipeline | off, records/s | on, records/s | on / off (median of paired ratios) |"
 echo "| --- | ---: | ---: | ---: |"
