@@ -15,12 +15,7 @@ N="${N:-100000}"
 command -v kcat >/dev/null || { echo "bench/kafka.sh: needs kcat (apt-get install -y kcat)" >&2; exit 1; }
 [[ -n "${KAFKA_BOOTSTRAP:-}" ]] || service_up kafka
 B="$KAFKA_BOOTSTRAP"
-WORK="$(mktemp -d)"
-cleanup() {
-  rm -rf "$WORK"
-  stop_started
-}
-trap cleanup EXIT
+use_workdir
 
 build_plugins
 build_host

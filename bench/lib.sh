@@ -26,6 +26,12 @@ service_up() {
   eval "$(bash "compose/$1.sh" env)"
 }
 
+# use_workdir: WORK, a temporary directory removed on exit, together with what service_up started.
+use_workdir() {
+  WORK="$(mktemp -d)"
+  trap 'rm -rf "$WORK"; stop_started' EXIT
+}
+
 # stop_started: stops what service_up started, newest first (for the EXIT trap).
 stop_started() {
   local i

@@ -15,12 +15,7 @@ RUNS="${RUNS:-5}"
 
 [[ -n "${KAFKA_BOOTSTRAP:-}" ]] || service_up kafka
 B="$KAFKA_BOOTSTRAP"
-WORK="$(mktemp -d)"
-cleanup() {
-  rm -rf "$WORK"
-  stop_started
-}
-trap cleanup EXIT
+use_workdir
 
 build_plugins
 build_host
