@@ -80,22 +80,6 @@ path = "$4"
 TOML
 }
 
-# Records/s of a consuming host from its first record written until all N are.
-consume_rate() {
-  local toml="$1" out="$2" pid t0="" n0=0 t1 n
-  "$HOST" run --quiet "$toml" >/dev/null 2>"$WORK/consume.log" &
-  pid=$!
-  while :; do
-    n=$(lines "$out")
-    if [[ -z "$t0" && "$n" -gt 0 ]]; then t0=$(now); n0=$n; fi
-    if ((n >= N)); then t1=$(now); break; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/consume.log" >&2; exit 1; }
-    sleep 0.02
-  done
-  kill -INT "$pid"; wait "$pid" || true
-  rate $((N - n0)) "$(elapsed "$t0" "$t1")"
-}
-
 declare -A R
 for run in $(seq 1 "$RUNS"); do
   t="$RUN_ID-$run"

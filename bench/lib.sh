@@ -87,3 +87,21 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # median_of "X Y Z ": the median of space-separated numbers (the runs collected in a string).
 median_of() { tr ' ' '\n' <<<"$1" | grep . | median; }
+
+# consume_rate TOML OUT [HOST ARGS...]: records/s of `host run TOML` (writing OUT) from its first
+# record written until N are; then it is stopped with SIGINT.
+consume_rate() {
+  local toml="$1" out="$2" pid t0="" n0=0 t1 n
+  shift 2
+  "$HOST" run --quiet "$toml" "$@" >/dev/null 2>"$WORK/consume.log" &
+  pid=$!
+  while :; do
+    n=$(lines "$out")
+    if [[ -z "$t0" && "$n" -gt 0 ]]; then t0=$(now); n0=$n; fi
+    if ((n >= N)); then t1=$(now); break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/consume.log" >&2; exit 1; }
+    sleep 0.02
+  done
+  kill -INT "$pid"; wait "$pid" || true
+  rate $((N - n0)) "$(elapsed "$t0" "$t1")"
+}

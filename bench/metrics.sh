@@ -79,23 +79,16 @@ chain_rate() {
 
 # kafka_rate on|off GROUP: records/s of the consuming host from its first record out to the last.
 kafka_rate() {
-  local args=(run --quiet "$WORK/kafka.toml") pid t0="" n0=0 t1 n scraper=""
-  [[ "$1" == on ]] && args+=(--metrics "127.0.0.1:$PORT")
+  local extra=() scraper=""
   kafka_toml "$2"
   rm -f "$WORK/kafka-out.ndjson"
-  "$HOST" "${args[@]}" >/dev/null 2>"$WORK/kafka.log" &
-  pid=$!
-  [[ "$1" == on ]] && { scrape_while "$pid" >/dev/null & scraper=$!; }
-  while :; do
-    n=$(lines "$WORK/kafka-out.ndjson")
-    if [[ -z "$t0" && "$n" -gt 0 ]]; then t0=$(now); n0=$n; fi
-    if ((n >= N)); then t1=$(now); break; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/kafka.log" >&2; exit 1; }
-    sleep 0.02
-  done
-  kill -INT "$pid"; wait "$pid" || true
-  [[ -n "$scraper" ]] && wait "$scraper"
-  rate $((N - n0)) "$(elapsed "$t0" "$t1")"
+  if [[ "$1" == on ]]; then
+    extra=(--metrics "127.0.0.1:$PORT")
+    scrape_while $$ >/dev/null & # until killed: the bench's own shell outlives the host
+    scraper=$!
+  fi
+  consume_rate "$WORK/kafka.toml" "$WORK/kafka-out.ndjson" "${extra[@]}"
+  [[ -z "$scraper" ]] || kill "$scraper"
 }
 
 chain_toml
