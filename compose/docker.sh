@@ -328,7 +328,8 @@ exec java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -server -XX:+UseG1GC -XX:MaxGCPa
 EOF
   if ! image_current "$IMG_KAFKA" "$(recipe_of "$BUILD_DIR/kafka")"; then
     ensure_native_cache kafka.sh "$CACHE_ROOT/kafka/$KAFKA_VERSION/.installed" \
-      KAFKA_VERSION="$KAFKA_VERSION" KAFKA_PORT="$(free_port)" KAFKA_CONTROLLER_PORT="$(free_port)"
+      KAFKA_VERSION="$KAFKA_VERSION" KAFKA_PORT="$(free_port)" KAFKA_CONTROLLER_PORT="$(free_port)" \
+      KAFKA_SASL_SSL_PORT="$(free_port)" KAFKA_MTLS_PORT="$(free_port)"
     stage "$libs" "$BUILD_DIR/kafka/ctx/libs"
   fi
   build_dir_image kafka "$IMG_KAFKA"

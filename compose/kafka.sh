@@ -4,13 +4,19 @@
 #   compose/kafka.sh start     install if needed, start, wait until a topic can be created
 #   compose/kafka.sh stop      SIGTERM, wait, then SIGKILL; no-op when not running
 #   compose/kafka.sh status    exit 0 when the broker is running and accepts connections
-#   compose/kafka.sh env       print KAFKA_BOOTSTRAP=127.0.0.1:PORT
+#   compose/kafka.sh env       print KAFKA_BOOTSTRAP=127.0.0.1:PORT and the secured listeners
 #   compose/kafka.sh topics …  run Kafka's topic tool against the broker (e.g. --list)
 #
+# Besides the plaintext listener the broker has two secured ones, for the security tests:
+# SASL_SSL (SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN; user "sluice", a random password) and SSL
+# with required client certificates (mutual TLS). Their certificates come from compose/pki.sh
+# and name "localhost" only; `env` prints where the CA, client certificate and password are.
 # Jars come from Maven Central (no other download), cached outside the repository.
 # Environment (all optional):
 #   KAFKA_PORT             client listener port            (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port           (default 9093)
+#   KAFKA_SASL_SSL_PORT    SASL_SSL listener port          (default 9094)
+#   KAFKA_MTLS_PORT        SSL listener requiring a client certificate (default 9095)
 #   KAFKA_VERSION          org.apache.kafka:kafka_2.13 version (default 4.4.0)
 #   KAFKA_HEAP_OPTS        broker heap                     (default -Xms256m -Xmx512m)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness   (default 90)
@@ -34,6 +40,8 @@ KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-$DEFAULT_LOG4J_VERSION}"
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-9094}"
+KAFKA_MTLS_PORT="${KAFKA_MTLS_PORT:-9095}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -50,6 +58,10 @@ CLIENT_PROPS="$STATE_DIR/client.properties"
 CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
 HEALTH_TOPIC="__sluice_healthcheck"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+PKI_DIR="$STATE_DIR/pki"
+SCRAM_USER=sluice
+SCRAM_PASSWORD_FILE="$STATE_DIR/scram.password"
+LISTENERS="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT"
 
 
 java_bin() {
@@ -145,17 +157,33 @@ new_cluster_id() {
 write_config() {
   mkdir -p "$STATE_DIR" "$DATA_DIR" "$LOG_DIR"
   [[ -s "$CLUSTER_ID_FILE" ]] || new_cluster_id >"$CLUSTER_ID_FILE"
+  bash "$(dirname "${BASH_SOURCE[0]}")/pki.sh" ensure "$PKI_DIR"
+  if [[ ! -s "$SCRAM_PASSWORD_FILE" ]]; then
+    (umask 077; printf 'pw-%s\n' "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$SCRAM_PASSWORD_FILE")
+  fi
+  (umask 077; : >"$SERVER_PROPS")
   cat >"$SERVER_PROPS" <<EOF
 # Written by compose/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$LISTENERS
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://localhost:$KAFKA_SASL_SSL_PORT,MTLS://localhost:$KAFKA_MTLS_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL
 log.dirs=$DATA_DIR
+
+# Secured listeners (tests of the clients' TLS and SASL): certificates for "localhost" only.
+ssl.keystore.type=PEM
+ssl.keystore.location=$PKI_DIR/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$PKI_DIR/ca.pem
+listener.name.mtls.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SCRAM_USER="$(cat "$SCRAM_PASSWORD_FILE")";
 
 # Test-broker settings: one replica everywhere, topics appear on first use.
 auto.create.topics.enable=true
@@ -253,6 +281,19 @@ wait_ready() {
   done
 }
 
+# The SCRAM credentials of the test user (idempotent; they live in the cluster metadata).
+add_scram_user() {
+  local pw mechanism
+  pw="$(cat "$SCRAM_PASSWORD_FILE")"
+  # One mechanism per request: the broker refuses two changes to one user in a request.
+  for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
+    run_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP" \
+      --command-config "$CLIENT_PROPS" --alter --entity-type users --entity-name "$SCRAM_USER" \
+      --add-config "$mechanism=[password=$pw]" >/dev/null \
+      || die "could not create the $mechanism credentials of $SCRAM_USER"
+  done
+}
+
 # Internal: the readiness probe, run by wait_ready in a child bash under `timeout`.
 cmd___healthcheck() {
   run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
@@ -268,7 +309,7 @@ cmd_start() {
 
   local pid t0=$SECONDS
   if pid="$(broker_pid)"; then
-    if ! grep -q "^listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT\$" "$SERVER_PROPS"; then
+    if ! grep -qxF "listeners=$LISTENERS" "$SERVER_PROPS"; then
       die "a broker (pid $pid) from $STATE_DIR is running with other ports ($(grep '^listeners=' "$SERVER_PROPS")); stop it first or use another SLUICE_STATE"
     fi
     if port_open "$KAFKA_PORT"; then
@@ -277,12 +318,15 @@ cmd_start() {
     fi
     log "broker pid $pid is running but $BOOTSTRAP is not reachable yet; waiting"
     wait_ready "$pid"
+    add_scram_user
     log "ready on $BOOTSTRAP (pid $pid)"
     return 0
   fi
   rm -f "$PID_FILE"
   require_free_port "$KAFKA_PORT" KAFKA_PORT
   require_free_port "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT
+  require_free_port "$KAFKA_SASL_SSL_PORT" KAFKA_SASL_SSL_PORT
+  require_free_port "$KAFKA_MTLS_PORT" KAFKA_MTLS_PORT
 
   ensure_installed
   [[ -n "${JAVA:-}${JAVA_HOME:-}" ]] || need_cmd java openjdk-17-jre-headless
@@ -305,6 +349,7 @@ cmd_start() {
   # so $! is the JVM itself; give exec a moment (0.2 s) before the first check.
   # A broker that never became ready is not left behind.
   await_launch "$pid" 0.2 broker is_our_broker 20 0.5
+  add_scram_user
   log "ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0)) s"
 }
 
@@ -312,7 +357,14 @@ cmd_stop() { stop_service broker is_our_broker "$KAFKA_STOP_TIMEOUT"; }
 
 cmd_status() { service_status kafka broker_pid "$BOOTSTRAP not reachable" "$BOOTSTRAP" port_open "$KAFKA_PORT"; }
 
-cmd_env() { echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"; }
+# The secured listeners' files: KAFKA_SECURE_DIR/pki/{ca,client,other-ca}.pem, client.key,
+# scram.password (user "sluice"). The password itself is never printed.
+cmd_env() {
+  echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"
+  echo "KAFKA_SASL_SSL=localhost:$KAFKA_SASL_SSL_PORT"
+  echo "KAFKA_MTLS=localhost:$KAFKA_MTLS_PORT"
+  echo "KAFKA_SECURE_DIR=$STATE_DIR"
+}
 
 cmd_topics() {
   ensure_installed

@@ -79,14 +79,6 @@ fn stop_host(mut child: Child) {
 }
 
 /// Ids of the tweets a `generate` source with `seed` and `count` produces.
-fn generated_ids(seed: u64, count: usize) -> Vec<String> {
-    let mut g = TweetGenerator::new(&generate_options(seed));
-    let mut buf = Vec::new();
-    (0..count)
-        .map(|_| g.next_into(&mut buf).id.to_string())
-        .collect()
-}
-
 /// Ids in an NDJSON file (with repeats), or none if it does not exist yet.
 fn ids_in(path: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -220,7 +212,7 @@ fn round_trip_through_a_topic_keeps_every_record_and_keys_by_tweet_id() {
     let dir = tempdir();
     let (topic, group) = (unique("roundtrip"), unique("twitter_log_to_es"));
     let n = 3000;
-    let want = generated_ids(7, n);
+    let want = kafka::generated_ids::<Vec<String>>(7, n);
 
     let produce = write_pipeline(
         dir.path(),
@@ -274,7 +266,7 @@ fn kill_9_of_the_consumer_loses_nothing() {
     let dir = tempdir();
     let (topic, group) = (unique("kill9"), unique("kill9-group"));
     let n = 40_000;
-    let want: BTreeSet<String> = generated_ids(11, n).into_iter().collect();
+    let want: BTreeSet<String> = kafka::generated_ids(11, n);
     let produce = write_pipeline(
         dir.path(),
         "produce.toml",
@@ -348,6 +340,8 @@ impl OwnBroker {
             env: vec![
                 ("KAFKA_PORT", port.to_string()),
                 ("KAFKA_CONTROLLER_PORT", free_port().to_string()),
+                ("KAFKA_SASL_SSL_PORT", free_port().to_string()),
+                ("KAFKA_MTLS_PORT", free_port().to_string()),
                 ("KAFKA_EXTRA_PROPERTIES", extra.to_owned()),
                 ("SLUICE_STATE", state.display().to_string()),
             ],
@@ -380,7 +374,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     let (broker, brokers) = OwnBroker::start(&dir.path().join("state"), "");
     let (topic, group) = (unique("restart"), unique("restart-group"));
     let n = 3000;
-    let want: BTreeSet<String> = generated_ids(13, n).into_iter().collect();
+    let want: BTreeSet<String> = kafka::generated_ids(13, n);
 
     // Both sides run across the outage: ~10 s of producing at 300 records/s.
     let produce = write_pipeline(
@@ -555,7 +549,7 @@ fn two_hosts_in_one_group_split_the_partitions() {
     let dir = tempdir();
     let (topic, group) = (unique("split"), unique("split-group"));
     let n = 3000;
-    let want: BTreeSet<String> = generated_ids(17, n).into_iter().collect();
+    let want: BTreeSet<String> = kafka::generated_ids(17, n);
     // The topic exists (3 partitions) before the consumers subscribe.
     let create = write_pipeline(
         dir.path(),
@@ -563,7 +557,7 @@ fn two_hosts_in_one_group_split_the_partitions() {
         &producer_toml(&brokers, &topic, 17, 0, "").replace("count = 0", "count = 1"),
     );
     run_host(&create);
-    let first: BTreeSet<String> = generated_ids(17, 1).into_iter().collect();
+    let first: BTreeSet<String> = kafka::generated_ids(17, 1);
 
     let (out_a, out_b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));

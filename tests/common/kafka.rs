@@ -3,6 +3,16 @@
 #![allow(dead_code)]
 
 use rdkafka::message::{Headers, Message};
+use tweetgen::TweetGenerator;
+
+/// The ids of the first `count` tweets `producer_toml` generates with `seed`.
+pub fn generated_ids<C: FromIterator<String>>(seed: u64, count: usize) -> C {
+    let mut g = TweetGenerator::new(&super::generate_options(seed));
+    let mut buf = Vec::new();
+    (0..count)
+        .map(|_| g.next_into(&mut buf).id.to_string())
+        .collect()
+}
 
 /// A message's headers, values as (lossy) UTF-8; none when it has no headers.
 pub fn headers<C>(m: &impl Message) -> C

@@ -19,7 +19,7 @@ pub enum DeadLetterConfig {
     File { path: PathBuf },
     /// A Kafka topic: the record as it was (key, value, headers) plus the headers
     /// `sluice.stage`, `sluice.reason` and, for transforms, `sluice.plugin`.
-    Kafka(KafkaDeadLetterConfig),
+    Kafka(Box<KafkaDeadLetterConfig>),
 }
 
 impl Default for DeadLetterConfig {

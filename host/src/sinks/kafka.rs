@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 
 use super::api::{Sink, SinkContext, SinkSettings};
 use crate::clients::kafka::{
-    CreateTopic, EVENT_TIME_HEADER, client_config, enable_statistics, report_statistics,
-    set_default,
+    CreateTopic, EVENT_TIME_HEADER, KafkaSecurity, check_connection, check_properties,
+    client_config, enable_statistics, report_statistics, set_default,
 };
 use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
 use crate::telemetry::Readiness;
@@ -45,6 +45,9 @@ pub struct KafkaSinkConfig {
     /// is present keeps its own key.
     #[serde(default = "default_key_field")]
     pub key_field: String,
+    /// TLS and SASL.
+    #[serde(default)]
+    pub security: KafkaSecurity,
     /// Extra librdkafka producer settings (e.g. `"linger.ms" = 20`).
     #[serde(default)]
     pub properties: BTreeMap<String, ConfigValue>,
@@ -115,7 +118,8 @@ impl SinkSettings for KafkaSinkConfig {
         if let Some(t) = &self.create_topic {
             t.validate().map_err(|e| e.within("create_topic"))?;
         }
-        Ok(())
+        self.security.validate().map_err(|e| e.within("security"))?;
+        check_properties(&self.properties)
     }
 
     async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
@@ -129,6 +133,9 @@ impl SinkSettings for KafkaSinkConfig {
 pub struct KafkaDeadLetterConfig {
     pub brokers: String,
     pub topic: String,
+    /// TLS and SASL.
+    #[serde(default)]
+    pub security: KafkaSecurity,
     /// Extra librdkafka producer settings.
     #[serde(default)]
     pub properties: BTreeMap<String, ConfigValue>,
@@ -137,7 +144,9 @@ pub struct KafkaDeadLetterConfig {
 impl KafkaDeadLetterConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         Invalid::non_empty("brokers", &self.brokers)?;
-        Invalid::non_empty("topic", &self.topic)
+        Invalid::non_empty("topic", &self.topic)?;
+        self.security.validate().map_err(|e| e.within("security"))?;
+        check_properties(&self.properties)
     }
 }
 
@@ -280,10 +289,18 @@ impl Sink for KafkaSink {
 
 impl KafkaSink {
     pub async fn open(c: &KafkaSinkConfig, cx: &SinkContext) -> anyhow::Result<Self> {
+        let config = client_config(&c.brokers, &c.security, &c.properties)?;
+        let mut config = checked(config, &c.brokers, &c.security).await?;
         if let Some(spec) = &c.create_topic {
-            crate::clients::kafka::create_topic(&c.brokers, &c.properties, &c.topic, spec).await?;
+            crate::clients::kafka::create_topic(
+                &c.brokers,
+                &c.security,
+                &c.properties,
+                &c.topic,
+                spec,
+            )
+            .await?;
         }
-        let mut config = client_config(&c.brokers, &c.properties);
         set_default(&mut config, "acks", &c.acks.to_plugin_string());
         set_default(&mut config, "compression.type", c.compression.as_str());
         set_default(&mut config, "enable.idempotence", &c.idempotent.to_string());
@@ -330,6 +347,20 @@ impl KafkaSink {
     }
 }
 
+/// [`check_connection`] off the async threads; hands the settings back.
+async fn checked(
+    config: rdkafka::ClientConfig,
+    brokers: &str,
+    security: &KafkaSecurity,
+) -> anyhow::Result<rdkafka::ClientConfig> {
+    let (brokers, security) = (brokers.to_string(), security.clone());
+    tokio::task::spawn_blocking(move || {
+        check_connection(&config, &brokers, &security)?;
+        Ok(config)
+    })
+    .await?
+}
+
 /// `[dead_letter] type = "kafka"`: each failed record as it was, plus why.
 pub struct KafkaDeadLetter {
     producer: BatchProducer,
@@ -344,7 +375,8 @@ impl KafkaDeadLetter {
         cx: &SinkContext,
         plugins: HashMap<String, String>,
     ) -> anyhow::Result<Self> {
-        let mut config = client_config(&c.brokers, &c.properties);
+        let mut config = client_config(&c.brokers, &c.security, &c.properties)?;
+        check_connection(&config, &c.brokers, &c.security)?;
         // A dead letter that is lost is a record that is lost.
         set_default(&mut config, "acks", "all");
         Ok(Self {

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use super::api::{Batch, Source, SourceContext, SourceSettings};
 use crate::clients::kafka::{
-    EVENT_TIME_HEADER, client_config, enable_statistics, report_statistics, set_default,
+    EVENT_TIME_HEADER, KafkaSecurity, check_connection, check_properties, client_config,
+    enable_statistics, report_statistics, set_default,
 };
 use crate::event::{Checkpoint, Header, PartitionOffset, Positions, Record};
 use crate::telemetry::{KafkaMetrics, Readiness};
@@ -44,6 +45,9 @@ pub struct KafkaSourceConfig {
     /// after a crash, up to this much is read again.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// TLS and SASL.
+    #[serde(default)]
+    pub security: KafkaSecurity,
     /// Extra librdkafka consumer settings (e.g. `"session.timeout.ms" = 10000`).
     #[serde(default)]
     pub properties: BTreeMap<String, ConfigValue>,
@@ -68,7 +72,8 @@ impl SourceSettings for KafkaSourceConfig {
         if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err(Invalid::new("topics", "needs at least one topic name"));
         }
-        Ok(())
+        self.security.validate().map_err(|e| e.within("security"))?;
+        check_properties(&self.properties)
     }
 
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
@@ -220,7 +225,8 @@ impl KafkaSource {
         batch_timeout: Duration,
         observer: Rebalancer,
     ) -> anyhow::Result<Self> {
-        let mut config = client_config(&c.brokers, &c.properties);
+        let mut config = client_config(&c.brokers, &c.security, &c.properties)?;
+        check_connection(&config, &c.brokers, &c.security)?;
         config
             .set("group.id", &c.group_id)
             // Offsets move only when the pipeline acknowledges; not negotiable.

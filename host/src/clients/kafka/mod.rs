@@ -27,18 +27,27 @@ use serde::Deserialize;
 use crate::telemetry::{KafkaMetrics, Readiness};
 use crate::util::{ConfigValue, Invalid};
 
+mod security;
+pub use security::{KafkaSecurity, check_connection, check_properties};
+
 /// The record's event time (decimal Unix milliseconds) on every message a Sluice producer
 /// writes; the source takes it as the record's timestamp and drops the header.
 pub const EVENT_TIME_HEADER: &str = "sluice.event_time";
 
-/// librdkafka settings: bootstrap servers, then the user's `properties`.
-pub fn client_config(brokers: &str, properties: &BTreeMap<String, ConfigValue>) -> ClientConfig {
+/// librdkafka settings: bootstrap servers, the `security` table (its secrets read now), then
+/// the user's `properties`.
+pub fn client_config(
+    brokers: &str,
+    security: &KafkaSecurity,
+    properties: &BTreeMap<String, ConfigValue>,
+) -> Result<ClientConfig, Invalid> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
+    security.apply(&mut c).map_err(|e| e.within("security"))?;
     for (k, v) in properties {
         c.set(k, v.to_plugin_string());
     }
-    c
+    Ok(c)
 }
 
 /// How often librdkafka reports statistics (readiness and lag), unless `properties` say.
@@ -91,11 +100,12 @@ pub fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
 /// Creates `topic` as described unless it already exists (an existing topic is not altered).
 pub async fn create_topic(
     brokers: &str,
+    security: &KafkaSecurity,
     properties: &BTreeMap<String, ConfigValue>,
     topic: &str,
     spec: &CreateTopic,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers, properties)
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, security, properties)?
         .create()
         .context("creating the Kafka admin client")?;
     let mut configs: Vec<(String, String)> = spec

@@ -1,0 +1,356 @@
+//! Secured services, for real: the host against Kafka's SASL_SSL (SCRAM) and mutual-TLS
+//! listeners (`compose/kafka.sh` runs them beside the plaintext one), and against OpenSearch
+//! behind a TLS proxy that checks basic auth, API keys and client certificates
+//! (`compose/tls-proxy.sh`). Certificates come from `compose/pki.sh` and name "localhost" only.
+//!
+//! Every refusal (wrong password, unknown CA, wrong host name, missing client certificate)
+//! must end the start quickly with the cause and the key to fix, and no secret may appear in
+//! anything the host prints.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+
+/// What `compose/kafka.sh env` prints: the secured listeners and their files.
+struct SecureKafka {
+    plaintext: String,
+    sasl_ssl: String,
+    mtls: String,
+    dir: PathBuf,
+}
+
+impl SecureKafka {
+    fn get() -> Self {
+        let out = Command::new("bash")
+            .args(["compose/kafka.sh", "env"])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let env: BTreeMap<String, String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let var = |k: &str| {
+            env.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("compose/kafka.sh env printed no {k}"))
+        };
+        Self {
+            plaintext: kafka_bootstrap(),
+            sasl_ssl: var("KAFKA_SASL_SSL"),
+            mtls: var("KAFKA_MTLS"),
+            dir: PathBuf::from(var("KAFKA_SECURE_DIR")),
+        }
+    }
+
+    fn pki(&self, file: &str) -> String {
+        self.dir.join("pki").join(file).display().to_string()
+    }
+
+    fn password_file(&self) -> String {
+        self.dir.join("scram.password").display().to_string()
+    }
+
+    fn password(&self) -> String {
+        std::fs::read_to_string(self.password_file())
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+/// `[X.security]` for SCRAM-SHA-512 over TLS, the password from `$SLUICE_TEST_KAFKA_PASSWORD`.
+fn scram(k: &SecureKafka, ca: &str) -> String {
+    format!(
+        r#"protocol = "sasl_ssl"
+sasl_mechanism = "SCRAM-SHA-512"
+username = "sluice"
+password_env = "SLUICE_TEST_KAFKA_PASSWORD"
+ca_file = "{}""#,
+        k.pki(ca)
+    )
+}
+
+fn mtls(k: &SecureKafka) -> String {
+    format!(
+        r#"protocol = "ssl"
+ca_file = "{}"
+cert_file = "{}"
+key_file = "{}""#,
+        k.pki("ca.pem"),
+        k.pki("client.pem"),
+        k.pki("client.key")
+    )
+}
+
+/// Generated tweets (seed `seed`) into `topic` through a Kafka sink with `security`.
+fn producer(brokers: &str, topic: &str, seed: u64, count: usize, security: &str) -> String {
+    let toml = kafka::producer_toml(brokers, topic, seed, count, 2, "");
+    format!("{toml}\n[sinks.kafka.security]\n{security}\n")
+}
+
+fn generated_ids(seed: u64, count: usize) -> BTreeSet<String> {
+    kafka::generated_ids(seed, count)
+}
+
+/// Runs `host run` on `toml` (in `dir`) with `env`; returns the output and how long it took.
+fn run(dir: &Path, toml: &str, env: &[(&str, &str)]) -> (Output, Duration) {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = host_run(&path);
+    cmd.current_dir(dir).env("RUST_LOG", "debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t0 = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, t0.elapsed())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_no_secret(output: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !output.contains(s),
+            "a secret appears in the host's output:\n{output}"
+        );
+    }
+}
+
+/// The ids in `topic`, read over plaintext (an independent client).
+fn ids_in_topic(brokers: &str, topic: &str, n: usize) -> BTreeSet<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("security-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ids = BTreeSet::new();
+    let mut read = 0;
+    while read < n {
+        assert!(Instant::now() < deadline, "read {read} of {n} from {topic}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let doc: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            ids.insert(tweet_id(&doc).unwrap());
+            read += 1;
+        }
+    }
+    ids
+}
+
+#[test]
+fn scram_sha_512_over_tls_produces_and_consumes_through_the_host() {
+    let k = SecureKafka::get();
+    let password = k.password();
+    let dir = tempdir();
+    let topic = unique("secure-scram");
+    let (o, _) = run(
+        dir.path(),
+        &producer(&k.sasl_ssl, &topic, 41, 500, &scram(&k, "ca.pem")),
+        &[("SLUICE_TEST_KAFKA_PASSWORD", &password)],
+    );
+    assert_success(&o);
+    assert_no_secret(&text(&o), &[&password]);
+    let want = generated_ids(41, 500);
+    assert_eq!(ids_in_topic(&k.plaintext, &topic, 500), want);
+
+    // Back out over SASL_SSL, the password from a file this time, the dead letter secured too.
+    let out = dir.path().join("out.ndjson");
+    let consumer = format!(
+        r#"
+[pipeline]
+batch_size = 100
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+[source.security]
+protocol = "sasl_ssl"
+sasl_mechanism = "SCRAM-SHA-512"
+username = "sluice"
+password_file = "{password_file}"
+ca_file = "{ca}"
+[sinks.out]
+type = "file"
+path = "{out}"
+[dead_letter]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}-dead"
+[dead_letter.security]
+{security}
+"#,
+        brokers = k.sasl_ssl,
+        group = unique("secure-group"),
+        password_file = k.password_file(),
+        ca = k.pki("ca.pem"),
+        out = out.display(),
+        security = scram(&k, "ca.pem"),
+    );
+    std::fs::write(dir.path().join("consumer.toml"), consumer).unwrap();
+    let log = dir.path().join("consumer.log");
+    let mut host = KillOnDrop(Some(
+        host_run(&dir.path().join("consumer.toml"))
+            .env("SLUICE_TEST_KAFKA_PASSWORD", &password)
+            .env("RUST_LOG", "debug")
+            .stdout(std::fs::File::create(dir.path().join("consumer.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until(
+        "every record consumed over SASL_SSL",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 500),
+    );
+    let status = interrupt(host.0.as_mut().unwrap(), Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let got: BTreeSet<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| tweet_id(&serde_json::from_str(l).unwrap()).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    assert_no_secret(&std::fs::read_to_string(&log).unwrap(), &[&password]);
+}
+
+#[test]
+fn mutual_tls_produces_with_a_client_certificate() {
+    let k = SecureKafka::get();
+    let dir = tempdir();
+    let topic = unique("secure-mtls");
+    let (o, _) = run(
+        dir.path(),
+        &producer(&k.mtls, &topic, 42, 300, &mtls(&k)),
+        &[],
+    );
+    assert_success(&o);
+    assert_eq!(
+        ids_in_topic(&k.plaintext, &topic, 300),
+        generated_ids(42, 300)
+    );
+}
+
+#[test]
+fn refused_connections_fail_fast_naming_the_cause_and_the_key() {
+    let k = SecureKafka::get();
+    let password = k.password();
+    let wrong = "wrong-PASSWORD-4f1c9e";
+    let dir = tempdir();
+    let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+        (
+            "wrong password",
+            producer(&k.sasl_ssl, &unique("refused"), 1, 10, &scram(&k, "ca.pem")),
+            wrong,
+            vec!["SASL authentication", "security.password_env"],
+        ),
+        (
+            "unknown CA",
+            producer(
+                &k.sasl_ssl,
+                &unique("refused"),
+                1,
+                10,
+                &scram(&k, "other-ca.pem"),
+            ),
+            &password,
+            vec!["certificate verify failed", "security.ca_file"],
+        ),
+        (
+            "wrong host name",
+            producer(
+                &k.sasl_ssl.replace("localhost", "127.0.0.1"),
+                &unique("refused"),
+                1,
+                10,
+                &scram(&k, "ca.pem"),
+            ),
+            &password,
+            vec!["does not name the host in `brokers`"],
+        ),
+        (
+            "no client certificate",
+            producer(
+                &k.mtls,
+                &unique("refused"),
+                1,
+                10,
+                &format!("protocol = \"ssl\"\nca_file = \"{}\"", k.pki("ca.pem")),
+            ),
+            &password,
+            vec!["security.cert_file"],
+        ),
+    ];
+    for (case, toml, pw, expect) in cases {
+        let (o, took) = run(dir.path(), &toml, &[("SLUICE_TEST_KAFKA_PASSWORD", pw)]);
+        let all = text(&o);
+        eprintln!("{case}: exit {:?} after {took:?}", o.status.code());
+        assert!(!o.status.success(), "{case}: the host started:\n{all}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{case}: took {took:?} to fail"
+        );
+        for e in expect {
+            assert!(all.contains(e), "{case}: no {e:?} in:\n{all}");
+        }
+        assert_no_secret(&all, &[wrong, &password]);
+    }
+}
+
+#[test]
+fn secrets_written_in_the_pipeline_file_are_refused_without_echoing_them() {
+    let dir = tempdir();
+    let secret = "inline-SECRET-7d2a";
+    for (table, expect_key) in [
+        (
+            format!("[sinks.kafka.security]\nprotocol = \"sasl_ssl\"\npassword = \"{secret}\""),
+            "sinks.kafka.security.password",
+        ),
+        (
+            format!("[sinks.kafka.properties]\n\"sasl.password\" = \"{secret}\""),
+            "sinks.kafka.properties.\"sasl.password\"",
+        ),
+    ] {
+        let toml = format!(
+            "[source]\ntype = \"generate\"\ncount = 1\n[sinks.kafka]\ntype = \"kafka\"\n\
+             brokers = \"localhost:1\"\ntopic = \"t\"\n{table}\n"
+        );
+        let path = dir.path().join("inline.toml");
+        std::fs::write(&path, toml).unwrap();
+        let o = Command::new(host_bin())
+            .args(["check", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let all = text(&o);
+        assert!(!o.status.success(), "accepted:\n{all}");
+        assert!(all.contains(expect_key), "no {expect_key} in:\n{all}");
+        assert!(all.contains("inline.toml"), "the file is not named:\n{all}");
+        assert_no_secret(&all, &[secret]);
+    }
+}
