@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::http;
 use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -27,19 +28,29 @@ struct SecureKafka {
     dir: PathBuf,
 }
 
+/// `bash compose/SCRIPT CMD` with `env`.
+fn script(script: &str, cmd: &str, env: &[(&'static str, String)]) -> Output {
+    Command::new("bash")
+        .args([format!("compose/{script}"), cmd.to_string()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// The `KEY=VALUE` lines a script's `env` prints.
+fn script_env(name: &str, env: &[(&'static str, String)]) -> BTreeMap<String, String> {
+    String::from_utf8(script(name, "env", env).stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl SecureKafka {
     fn get() -> Self {
-        let out = Command::new("bash")
-            .args(["compose/kafka.sh", "env"])
-            .current_dir(root())
-            .output()
-            .unwrap();
-        let env: BTreeMap<String, String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = script_env("kafka.sh", &[]);
         let var = |k: &str| {
             env.get(k)
                 .cloned()
@@ -324,6 +335,18 @@ fn refused_connections_fail_fast_naming_the_cause_and_the_key() {
 }
 
 #[test]
+fn the_secured_example_passes_host_check_without_its_secrets() {
+    let o = Command::new(host_bin())
+        .args(["check", "examples/kafka-to-es-secured.toml"])
+        .current_dir(root())
+        .env_remove("KAFKA_PASSWORD")
+        .env_remove("ES_API_KEY")
+        .output()
+        .unwrap();
+    assert_success(&o);
+}
+
+#[test]
 fn secrets_written_in_the_pipeline_file_are_refused_without_echoing_them() {
     let dir = tempdir();
     let secret = "inline-SECRET-7d2a";
@@ -352,5 +375,227 @@ fn secrets_written_in_the_pipeline_file_are_refused_without_echoing_them() {
         assert!(all.contains(expect_key), "no {expect_key} in:\n{all}");
         assert!(all.contains("inline.toml"), "the file is not named:\n{all}");
         assert_no_secret(&all, &[secret]);
+    }
+}
+
+// ---------------------------------------------------------------- Elasticsearch over TLS
+
+/// OpenSearch (the shared one, `compose/elasticsearch.sh`) behind a TLS proxy of this test's
+/// own (`compose/tls-proxy.sh`, its own ports, state and CA), stopped when dropped.
+struct SecureEs {
+    env: Vec<(&'static str, String)>,
+    upstream: String,
+    url: String,
+    mtls_url: String,
+    dir: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+impl SecureEs {
+    fn start() -> Self {
+        let es = script("elasticsearch.sh", "start", &[]);
+        assert!(es.status.success(), "elasticsearch.sh start: {}", text(&es));
+        let state = tempdir();
+        let upstream = "http://127.0.0.1:9200".to_string();
+        let env = vec![
+            ("TLS_PROXY_PORT", free_port().to_string()),
+            ("TLS_PROXY_MTLS_PORT", free_port().to_string()),
+            ("ES_UPSTREAM", upstream.clone()),
+            ("SLUICE_STATE", state.path().display().to_string()),
+        ];
+        let started = script("tls-proxy.sh", "start", &env);
+        assert!(
+            started.status.success(),
+            "tls-proxy.sh start: {}",
+            text(&started)
+        );
+        let printed = script_env("tls-proxy.sh", &env);
+        Self {
+            url: printed["ES_TLS_URL"].clone(),
+            mtls_url: printed["ES_MTLS_URL"].clone(),
+            dir: PathBuf::from(&printed["ES_TLS_DIR"]),
+            env,
+            upstream,
+            _state: state,
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Documents in `index`, asked of OpenSearch directly.
+    fn count(&self, index: &str) -> u64 {
+        http::json("POST", &format!("{}/{index}/_refresh", self.upstream), None);
+        http::json("GET", &format!("{}/{index}/_count", self.upstream), None)["count"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SecureEs {
+    fn drop(&mut self) {
+        script("tls-proxy.sh", "stop", &self.env);
+    }
+}
+
+/// Generated tweets into `index` through an Elasticsearch sink at `url` with `settings`.
+fn to_es(url: &str, index: &str, count: usize, settings: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+batch_size = 100
+[source]
+type = "generate"
+count = {count}
+[source.tweets]
+start_time = "{start}"
+# Only ordinary tweets: this test is about the connection, not the field limit.
+wide_share = 0.0
+[sinks.es]
+type = "elasticsearch"
+url = "{url}"
+index = "{index}"
+[sinks.es.template]
+name = "{index}"
+patterns = ["{index}"]
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+        start = generate_start(),
+    )
+    .replace(
+        "[sinks.es.template]",
+        &format!("{settings}\n[sinks.es.template]"),
+    )
+}
+
+#[test]
+fn elasticsearch_over_tls_with_api_keys_basic_auth_and_client_certificates() {
+    let es = SecureEs::start();
+    let dir = tempdir();
+    let (id, secret) = (es.read("api-key.id"), es.read("api-key.secret"));
+    let (user, password) = (es.read("basic.user"), es.read("basic.password"));
+    let encoded_key = dir.path().join("encoded-api-key");
+    // The base64 form Kibana and Elastic Cloud show.
+    let encoded = Command::new("base64")
+        .args(["-w0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{id}:{secret}").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    std::fs::write(&encoded_key, &encoded.stdout).unwrap();
+    let ca = es.file("pki/ca.pem");
+    let cases = [
+        (
+            "api key id:key from the environment",
+            es.url.clone(),
+            format!("ca_file = \"{ca}\"\napi_key_env = \"SLUICE_TEST_ES_API_KEY\""),
+        ),
+        (
+            "encoded api key from a file",
+            es.url.clone(),
+            format!(
+                "ca_file = \"{ca}\"\napi_key_file = \"{}\"",
+                encoded_key.display()
+            ),
+        ),
+        (
+            "basic auth, password from a file",
+            es.url.clone(),
+            format!(
+                "ca_file = \"{ca}\"\nusername = \"{user}\"\npassword_file = \"{}\"",
+                es.file("basic.password")
+            ),
+        ),
+        (
+            "client certificate",
+            es.mtls_url.clone(),
+            format!(
+                "ca_file = \"{ca}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
+                es.file("pki/client.pem"),
+                es.file("pki/client.key")
+            ),
+        ),
+    ];
+    let api_key = format!("{id}:{secret}");
+    for (case, url, settings) in cases {
+        let index = unique("secure-es");
+        let (o, _) = run(
+            dir.path(),
+            &to_es(&url, &index, 150, &settings),
+            &[("SLUICE_TEST_ES_API_KEY", &api_key)],
+        );
+        assert!(o.status.success(), "{case}:\n{}", text(&o));
+        assert_eq!(es.count(&index), 150, "{case}");
+        assert_no_secret(&text(&o), &[&secret, &password, &api_key]);
+    }
+}
+
+#[test]
+fn elasticsearch_refusals_are_clear_errors_at_start() {
+    let es = SecureEs::start();
+    let dir = tempdir();
+    let ca = es.file("pki/ca.pem");
+    let wrong = "wrong-API-KEY-9b3e:c0ffee";
+    let cases: Vec<(&str, String, String, Vec<&str>)> = vec![
+        (
+            "wrong API key",
+            es.url.clone(),
+            format!("ca_file = \"{ca}\"\napi_key_env = \"SLUICE_TEST_ES_API_KEY\""),
+            vec!["HTTP 401", "`api_key_env`"],
+        ),
+        (
+            "unknown CA",
+            es.url.clone(),
+            format!(
+                "ca_file = \"{}\"\napi_key_env = \"SLUICE_TEST_ES_API_KEY\"",
+                es.file("pki/other-ca.pem")
+            ),
+            vec!["UnknownIssuer", "`ca_file`"],
+        ),
+        (
+            "wrong host name",
+            es.url.replace("localhost", "127.0.0.1"),
+            format!("ca_file = \"{ca}\"\napi_key_env = \"SLUICE_TEST_ES_API_KEY\""),
+            vec!["does not name the host in `url`"],
+        ),
+        (
+            "missing CA file",
+            es.url.clone(),
+            "ca_file = \"/nonexistent/ca.pem\"".to_string(),
+            vec!["ca_file", "/nonexistent/ca.pem"],
+        ),
+    ];
+    for (case, url, settings, expect) in cases {
+        let (o, took) = run(
+            dir.path(),
+            &to_es(&url, &unique("refused-es"), 10, &settings),
+            &[("SLUICE_TEST_ES_API_KEY", wrong)],
+        );
+        let all = text(&o);
+        eprintln!("{case}: exit {:?} after {took:?}", o.status.code());
+        assert!(!o.status.success(), "{case}: the host started:\n{all}");
+        assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
+        for e in expect {
+            assert!(all.contains(e), "{case}: no {e:?} in:\n{all}");
+        }
+        assert_no_secret(&all, &[wrong, "c0ffee"]);
     }
 }

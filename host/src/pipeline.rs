@@ -89,18 +89,32 @@ pub fn load_chain(runtime: &Runtime, p: &Pipeline) -> anyhow::Result<Chain> {
     Chain::load(runtime, specs).with_context(|| format!("in {}", p.file.display()))
 }
 
-/// The source, not yet connected.
-pub fn open_source(p: &Pipeline, telemetry: &Telemetry) -> anyhow::Result<Box<dyn Source>> {
-    let cx = SourceContext {
+fn source_context(p: &Pipeline, telemetry: &Telemetry) -> SourceContext {
+    SourceContext {
         batch_size: p.config.pipeline.batch_size,
         batch_timeout: p.config.pipeline.batch_timeout,
         base_dir: p.base_dir(),
         telemetry: telemetry.clone(),
-    };
+    }
+}
+
+/// The source, not yet connected.
+pub fn open_source(p: &Pipeline, telemetry: &Telemetry) -> anyhow::Result<Box<dyn Source>> {
+    let cx = source_context(p, telemetry);
     p.config
         .source
         .settings()
         .open(&cx)
+        .map_err(|e| p.explain("source", e))
+}
+
+/// `host check` of the source: no secrets read, no connection made.
+pub fn check_source(p: &Pipeline) -> anyhow::Result<()> {
+    let cx = source_context(p, &Telemetry::default());
+    p.config
+        .source
+        .settings()
+        .check(&cx)
         .map_err(|e| p.explain("source", e))
 }
 

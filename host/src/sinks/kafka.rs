@@ -289,12 +289,13 @@ impl Sink for KafkaSink {
 
 impl KafkaSink {
     pub async fn open(c: &KafkaSinkConfig, cx: &SinkContext) -> anyhow::Result<Self> {
-        let config = client_config(&c.brokers, &c.security, &c.properties)?;
-        let mut config = checked(config, &c.brokers, &c.security).await?;
+        let security = c.security.relative_to(&cx.base_dir);
+        let config = client_config(&c.brokers, &security, &c.properties)?;
+        let mut config = checked(config, &c.brokers, &security).await?;
         if let Some(spec) = &c.create_topic {
             crate::clients::kafka::create_topic(
                 &c.brokers,
-                &c.security,
+                &security,
                 &c.properties,
                 &c.topic,
                 spec,
@@ -375,8 +376,9 @@ impl KafkaDeadLetter {
         cx: &SinkContext,
         plugins: HashMap<String, String>,
     ) -> anyhow::Result<Self> {
-        let mut config = client_config(&c.brokers, &c.security, &c.properties)?;
-        check_connection(&config, &c.brokers, &c.security)?;
+        let security = c.security.relative_to(&cx.base_dir);
+        let mut config = client_config(&c.brokers, &security, &c.properties)?;
+        check_connection(&config, &c.brokers, &security)?;
         // A dead letter that is lost is a record that is lost.
         set_default(&mut config, "acks", "all");
         Ok(Self {

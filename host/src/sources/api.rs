@@ -17,6 +17,12 @@ pub trait SourceSettings: std::fmt::Debug + Send + Sync {
     /// start-up errors of other stages do not touch the service. An [`Invalid`] in the error
     /// names a key.
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>>;
+
+    /// What `host check` runs after `validate`: by default an `open`. A source whose `open`
+    /// needs secrets or the network checks what it can without them instead.
+    fn check(&self, cx: &SourceContext) -> anyhow::Result<()> {
+        self.open(cx).map(drop)
+    }
 }
 
 /// What a source is opened with: the pipeline's batching, where relative paths start, and the

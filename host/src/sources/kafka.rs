@@ -16,14 +16,14 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::api::{Batch, Source, SourceContext, SourceSettings};
 use crate::clients::kafka::{
     EVENT_TIME_HEADER, KafkaSecurity, check_connection, check_properties, client_config,
-    enable_statistics, report_statistics, set_default,
+    enable_statistics, offline_config, report_statistics, set_default,
 };
 use crate::event::{Checkpoint, Header, PartitionOffset, Positions, Record};
 use crate::telemetry::{KafkaMetrics, Readiness};
@@ -82,9 +82,40 @@ impl SourceSettings for KafkaSourceConfig {
             metrics: cx.telemetry.kafka("source"),
             ..Rebalancer::default()
         };
-        let source = KafkaSource::new(self, cx.batch_size, cx.batch_timeout, observer)
+        let security = self.security.relative_to(&cx.base_dir);
+        let config = client_config(&self.brokers, &security, &self.properties)?;
+        check_connection(&config, &self.brokers, &security)?;
+        let config = self.consumer_config(config);
+        let source = KafkaSource::new(self, config, cx.batch_size, cx.batch_timeout, observer)
             .map_err(|e| Invalid::new("properties", format!("{e:#}")))?;
         Ok(Box::new(source))
+    }
+
+    /// librdkafka's own check of every setting, without secrets and without connecting.
+    fn check(&self, _: &SourceContext) -> anyhow::Result<()> {
+        let config = offline_config(&self.brokers, &self.security, &self.properties)?;
+        self.consumer_config(config)
+            .create_native_config()
+            .map_err(|e| Invalid::new("properties", e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl KafkaSourceConfig {
+    /// The consumer's settings on top of the client's.
+    fn consumer_config(&self, mut config: ClientConfig) -> ClientConfig {
+        config
+            .set("group.id", &self.group_id)
+            // Offsets move only when the pipeline acknowledges; not negotiable.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let start = match self.start {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        };
+        set_default(&mut config, "auto.offset.reset", start);
+        enable_statistics(&mut config);
+        config
     }
 }
 
@@ -221,23 +252,11 @@ pub struct KafkaSource {
 impl KafkaSource {
     fn new(
         c: &KafkaSourceConfig,
+        config: ClientConfig,
         batch_size: usize,
         batch_timeout: Duration,
         observer: Rebalancer,
     ) -> anyhow::Result<Self> {
-        let mut config = client_config(&c.brokers, &c.security, &c.properties)?;
-        check_connection(&config, &c.brokers, &c.security)?;
-        config
-            .set("group.id", &c.group_id)
-            // Offsets move only when the pipeline acknowledges; not negotiable.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
-        let start = match c.start {
-            StartPosition::Earliest => "earliest",
-            StartPosition::Latest => "latest",
-        };
-        set_default(&mut config, "auto.offset.reset", start);
-        enable_statistics(&mut config);
         let consumer: StreamConsumer<Rebalancer> = config
             .create_with_context(observer)
             .context("creating the Kafka consumer")?;

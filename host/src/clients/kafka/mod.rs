@@ -41,9 +41,27 @@ pub fn client_config(
     security: &KafkaSecurity,
     properties: &BTreeMap<String, ConfigValue>,
 ) -> Result<ClientConfig, Invalid> {
+    build(brokers, properties, |c| security.apply(c))
+}
+
+/// What [`client_config`] makes, minus the user, the secrets and the files: for `host check`,
+/// which runs without them.
+pub fn offline_config(
+    brokers: &str,
+    security: &KafkaSecurity,
+    properties: &BTreeMap<String, ConfigValue>,
+) -> Result<ClientConfig, Invalid> {
+    build(brokers, properties, |c| security.apply_settings(c))
+}
+
+fn build(
+    brokers: &str,
+    properties: &BTreeMap<String, ConfigValue>,
+    secure: impl FnOnce(&mut ClientConfig) -> Result<(), Invalid>,
+) -> Result<ClientConfig, Invalid> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
-    security.apply(&mut c).map_err(|e| e.within("security"))?;
+    secure(&mut c).map_err(|e| e.within("security"))?;
     for (k, v) in properties {
         c.set(k, v.to_plugin_string());
     }

@@ -5,7 +5,7 @@
 //! cause and the key to fix instead of retrying forever.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,20 @@ impl KafkaSecurity {
         )
     }
 
+    /// The same settings with relative file paths taken from `base` (the pipeline file's
+    /// directory).
+    pub fn relative_to(&self, base: &Path) -> Self {
+        let join = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+        Self {
+            password_file: join(&self.password_file),
+            ca_file: join(&self.ca_file),
+            cert_file: join(&self.cert_file),
+            key_file: join(&self.key_file),
+            key_password_file: join(&self.key_password_file),
+            ..self.clone()
+        }
+    }
+
     /// Checks the settings without reading files or the environment. Keys are relative to
     /// the `security` table.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -223,23 +237,7 @@ impl KafkaSecurity {
     /// Sets librdkafka's `security.protocol`, `sasl.*` and `ssl.*`, reading the secrets.
     /// Errors name keys relative to the `security` table.
     pub fn apply(&self, c: &mut ClientConfig) -> Result<(), Invalid> {
-        self.validate()?;
-        c.set("security.protocol", self.protocol.as_str());
-        if let Some(m) = self.sasl_mechanism {
-            c.set("sasl.mechanism", m.as_str());
-            if self.protocol == Protocol::SaslPlaintext {
-                tracing::warn!(
-                    mechanism = m.as_str(),
-                    "Kafka: SASL over plaintext (security.protocol = \"sasl_plaintext\"): \
-                     traffic is not encrypted{}",
-                    if m == SaslMechanism::Plain {
-                        " and the password crosses the network as it is"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
+        self.apply_settings(c)?;
         match (&self.username, &self.username_env) {
             (Some(user), _) => {
                 c.set("sasl.username", user);
@@ -270,6 +268,29 @@ impl KafkaSecurity {
         }
         if let Some(pass) = self.key_password().read()? {
             c.set("ssl.key.password", pass.expose());
+        }
+        Ok(())
+    }
+
+    /// What [`Self::apply`] sets except the user, the secrets and the files: for `host check`,
+    /// which runs without them.
+    pub fn apply_settings(&self, c: &mut ClientConfig) -> Result<(), Invalid> {
+        self.validate()?;
+        c.set("security.protocol", self.protocol.as_str());
+        if let Some(m) = self.sasl_mechanism {
+            c.set("sasl.mechanism", m.as_str());
+            if self.protocol == Protocol::SaslPlaintext {
+                tracing::warn!(
+                    mechanism = m.as_str(),
+                    "Kafka: SASL over plaintext (security.protocol = \"sasl_plaintext\"): \
+                     traffic is not encrypted{}",
+                    if m == SaslMechanism::Plain {
+                        " and the password crosses the network as it is"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         if self.protocol.tls() {
             if self.verify_hostname {

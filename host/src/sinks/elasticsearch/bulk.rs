@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use elasticsearch::auth::Credentials;
 use elasticsearch::http::StatusCode;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::{BulkParts, Elasticsearch};
@@ -16,6 +15,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::config::{ElasticsearchConfig, base_url};
+use super::connection::secure;
 use super::index::{IndexPattern, IndexTime, NameCache};
 use super::response::{EsError, body_reason, error_reason};
 use super::template::{put_template, wildcard_match};
@@ -76,28 +76,38 @@ impl ElasticsearchSink {
         let id_paths = json_key::parse_paths(&cfg.id_field);
         let url = cfg.url.trim_end_matches('/').to_string();
         let parsed = base_url(&url)?;
-        let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
             .timeout(cfg.request_timeout)
             .request_body_compression(cfg.compress_requests)
             .enable_meta_header(false);
-        if let Some(credentials) = credentials(cfg)? {
-            transport = transport.auth(credentials);
-        }
-        let transport = transport
+        let transport = secure(cfg, transport)?
             .build()
             .with_context(|| format!("elasticsearch sink: building the HTTP client for {url}"))?;
         let client = Elasticsearch::new(transport);
 
-        let info = client
-            .info()
-            .send()
-            .await
-            .with_context(|| format!("Elasticsearch at {url} did not answer"))?;
+        let info = match client.info().send().await {
+            Ok(info) => info,
+            Err(e) => {
+                let cause = error_chain(&e);
+                bail!(
+                    "Elasticsearch at {url} did not answer: {cause}{}",
+                    tls_hint(&cause)
+                );
+            }
+        };
         let status = info.status_code();
         if !status.is_success() {
             let body = info.text().await.unwrap_or_default();
+            let hint = match status.as_u16() {
+                401 => {
+                    " (the cluster refused the credentials: check `api_key_env` or \
+                     `api_key_file`, or `username` and `password_env` or `password_file`)"
+                }
+                403 => " (the credentials are valid but lack the privileges the sink needs)",
+                _ => "",
+            };
             bail!(
-                "Elasticsearch at {url} answered HTTP {status} to GET /: {}",
+                "Elasticsearch at {url} answered HTTP {status} to GET /: {}{hint}",
                 excerpt(&body, 300)
             );
         }
@@ -413,23 +423,15 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
-fn credentials(cfg: &ElasticsearchConfig) -> anyhow::Result<Option<Credentials>> {
-    let read = |var: &Option<String>, what: &str| -> anyhow::Result<Option<String>> {
-        var.as_deref()
-            .map(|name| {
-                std::env::var(name).with_context(|| {
-                    format!("elasticsearch sink: `{what}` names ${name}, which is not set")
-                })
-            })
-            .transpose()
-    };
-    let user = read(&cfg.username_env, "username_env")?;
-    let password = read(&cfg.password_env, "password_env")?;
-    Ok(match (user, password) {
-        (None, None) => None,
-        (Some(u), Some(p)) => Some(Credentials::Basic(u, p)),
-        _ => bail!("elasticsearch sink: set both `username_env` and `password_env`, or neither"),
-    })
+/// What to check when the TLS handshake failed (rustls names the cause, not the setting).
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("NotValidForName") || cause.contains("not valid for name") {
+        " (the cluster's certificate does not name the host in `url`)"
+    } else if cause.contains("UnknownIssuer") || cause.contains("certificate") {
+        " (check `ca_file`: it must hold the CA that signed the cluster's certificate)"
+    } else {
+        ""
+    }
 }
 
 // ---------------------------------------------------------------- bulk requests

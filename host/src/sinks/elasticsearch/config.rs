@@ -1,15 +1,18 @@
 //! `[sinks.NAME] type = "elasticsearch"`: the sink's settings and their checks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytesize::ByteSize;
 use elasticsearch::http::Url;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use super::index::{IndexPattern, IndexTime};
 use super::template::{TemplateConfig, template_body};
-use crate::util::{Invalid, json_key};
+use crate::util::secret::inline_secret;
+use crate::util::{Invalid, SecretRef, json_key};
 
 /// `[sinks.NAME] type = "elasticsearch"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,15 +58,38 @@ pub struct ElasticsearchConfig {
     /// Gzip request bodies (saves bandwidth to a remote cluster; costs CPU).
     #[serde(default)]
     pub compress_requests: bool,
-    /// Names of environment variables holding the basic-auth user and password (secrets never
-    /// go in the pipeline file).
+    /// Basic auth: the user, written here or read from an environment variable, and the
+    /// password from an environment variable or a file (never from the pipeline file).
+    pub username: Option<String>,
     pub username_env: Option<String>,
     pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// An API key instead of basic auth: `id:key`, or the base64 form that Kibana and Elastic
+    /// Cloud show, from an environment variable or a file.
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that signed the cluster's certificate, trusted besides the
+    /// system's (a self-managed cluster's own CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and its unencrypted key, for clusters that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Verify the cluster's certificate and that it names the host in `url`. Off only to
+    /// diagnose: anyone on the path can then read and change what is sent.
+    #[serde(default = "default_tls_verify")]
+    pub tls_verify: bool,
+    /// Never accepted (secrets are not written in the pipeline file); here so the refusal can
+    /// say what to write instead.
+    pub password: Option<IgnoredAny>,
+    pub api_key: Option<IgnoredAny>,
     /// The index template created or updated at start.
     #[serde(default)]
     pub template: TemplateConfig,
 }
 
+fn default_tls_verify() -> bool {
+    true
+}
 fn default_index() -> String {
     "twitter-%{+YYYYMMdd}".into()
 }
@@ -104,8 +130,18 @@ impl Default for ElasticsearchConfig {
             retry_give_up: None,
             request_timeout: default_request_timeout(),
             compress_requests: false,
+            username: None,
             username_env: None,
             password_env: None,
+            password_file: None,
+            api_key_env: None,
+            api_key_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls_verify: true,
+            password: None,
+            api_key: None,
             template: TemplateConfig::default(),
         }
     }
@@ -127,12 +163,7 @@ impl ElasticsearchConfig {
             return Err(Invalid::new("bulk_max_bytes", "must be above 0"));
         }
         json_key::check_paths("id_field", &self.id_field)?;
-        if self.username_env.is_some() != self.password_env.is_some() {
-            return Err(Invalid::new(
-                "password_env",
-                "set both `username_env` and `password_env`, or neither",
-            ));
-        }
+        self.validate_connection()?;
         if self.template.enabled {
             if self.template.name.trim().is_empty() {
                 return Err(Invalid::new("template.name", "must not be empty"));
@@ -150,6 +181,92 @@ impl ElasticsearchConfig {
     }
 }
 
+impl ElasticsearchConfig {
+    pub(super) fn password_ref(&self) -> SecretRef<'_> {
+        SecretRef::new("password", &self.password_env, &self.password_file)
+    }
+
+    pub(super) fn api_key_ref(&self) -> SecretRef<'_> {
+        SecretRef::new("api_key", &self.api_key_env, &self.api_key_file)
+    }
+
+    /// The same settings with relative file paths taken from `base` (the pipeline file's
+    /// directory).
+    pub fn relative_to(&self, base: &std::path::Path) -> Self {
+        let join = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+        Self {
+            password_file: join(&self.password_file),
+            api_key_file: join(&self.api_key_file),
+            ca_file: join(&self.ca_file),
+            cert_file: join(&self.cert_file),
+            key_file: join(&self.key_file),
+            ..self.clone()
+        }
+    }
+
+    /// Credentials and TLS settings: one way to authenticate, secrets never inline, TLS
+    /// settings only for an `https` URL.
+    fn validate_connection(&self) -> Result<(), Invalid> {
+        if self.password.is_some() {
+            return Err(inline_secret("password"));
+        }
+        if self.api_key.is_some() {
+            return Err(inline_secret("api_key"));
+        }
+        let url = base_url(&self.url).map_err(|e| Invalid::new("url", format!("{e:#}")))?;
+        if url.password().is_some() || !url.username().is_empty() {
+            return Err(Invalid::new(
+                "url",
+                "credentials do not go in the URL (it is logged): use `username` with \
+                 `password_env` or `password_file`, or `api_key_env`",
+            ));
+        }
+        let (password, api_key) = (self.password_ref(), self.api_key_ref());
+        password.validate()?;
+        api_key.validate()?;
+        let user = self.username.is_some() || self.username_env.is_some();
+        if self.username.is_some() && self.username_env.is_some() {
+            return Err(Invalid::new(
+                "username_env",
+                "set `username` or `username_env`, not both",
+            ));
+        }
+        if user != password.is_set() {
+            return Err(Invalid::new(
+                "password_env",
+                "basic auth needs a user (`username` or `username_env`) and a password \
+                 (`password_env` or `password_file`)",
+            ));
+        }
+        if user && api_key.is_set() {
+            return Err(Invalid::new(
+                "api_key_env",
+                "set an API key or basic auth, not both",
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Invalid::new(
+                "key_file",
+                "set both `cert_file` and `key_file` (mutual TLS), or neither",
+            ));
+        }
+        if url.scheme() != "https" {
+            let tls_only = [
+                ("ca_file", self.ca_file.is_some()),
+                ("cert_file", self.cert_file.is_some()),
+                ("tls_verify", !self.tls_verify),
+            ];
+            if let Some((key, _)) = tls_only.iter().find(|(_, set)| *set) {
+                return Err(Invalid::new(
+                    *key,
+                    format!("is a TLS setting, and `url` is not https: {}", self.url),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The cluster's base URL, with the trailing slash that keeps a path prefix (a proxy's) when
 /// API paths are joined on.
 pub(super) fn base_url(url: &str) -> anyhow::Result<Url> {
@@ -160,6 +277,39 @@ pub(super) fn base_url(url: &str) -> anyhow::Result<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_and_tls_settings_are_checked() {
+        let key = |json: &str| {
+            serde_json::from_str::<ElasticsearchConfig>(json)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(key(r#"{"url":"https://h","password":"x"}"#), "password");
+        assert_eq!(key(r#"{"url":"https://h","api_key":"x"}"#), "api_key");
+        assert_eq!(key(r#"{"url":"https://u:p@h"}"#), "url");
+        assert_eq!(key(r#"{"url":"https://h","username":"u"}"#), "password_env");
+        assert_eq!(
+            key(r#"{"url":"https://h","username":"u","password_env":"P","api_key_env":"K"}"#),
+            "api_key_env"
+        );
+        assert_eq!(
+            key(r#"{"url":"https://h","api_key_env":"K","api_key_file":"f"}"#),
+            "api_key_file"
+        );
+        assert_eq!(key(r#"{"url":"http://h","ca_file":"ca.pem"}"#), "ca_file");
+        assert_eq!(
+            key(r#"{"url":"https://h","cert_file":"c.pem"}"#),
+            "key_file"
+        );
+        let ok: ElasticsearchConfig = serde_json::from_str(
+            r#"{"url":"https://h","api_key_file":"k","ca_file":"ca.pem","cert_file":"c","key_file":"k"}"#,
+        )
+        .unwrap();
+        assert!(ok.validate().is_ok() && ok.tls_verify);
+    }
 
     #[test]
     fn config_defaults_and_unknown_keys() {

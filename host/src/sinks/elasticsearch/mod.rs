@@ -21,11 +21,15 @@
 //!   nobody needs curl to get past the 1000-field default. The dynamic settings are also
 //!   applied to indices that already exist and match the template's patterns.
 //!
-//! Files: [`config`] (settings and checks), [`index`] (index names), [`template`] (the index
+//! - **Security.** HTTPS with the system's CAs or `ca_file`, a client certificate, basic
+//!   auth or an API key; secrets come from environment variables or files.
+//!
+//! Files: [`config`] (settings and checks), [`connection`] (TLS and credentials), [`index`] (index names), [`template`] (the index
 //! template), [`bulk`] (the sink), [`response`] (Elasticsearch's error answers).
 
 mod bulk;
 mod config;
+mod connection;
 mod index;
 mod response;
 mod template;
@@ -45,7 +49,7 @@ impl SinkSettings for ElasticsearchConfig {
     }
 
     async fn open(&self, cx: &SinkContext) -> anyhow::Result<Box<dyn Sink>> {
-        let mut sink = ElasticsearchSink::connect(self).await?;
+        let mut sink = ElasticsearchSink::connect(&self.relative_to(&cx.base_dir)).await?;
         sink.observe(cx);
         Ok(Box::new(sink))
     }
