@@ -82,9 +82,15 @@ impl SecureKafka {
 
 /// `[X.security]` for SCRAM-SHA-512 over TLS, the password from `$SLUICE_TEST_KAFKA_PASSWORD`.
 fn scram(k: &SecureKafka, ca: &str) -> String {
+    sasl(k, "SCRAM-SHA-512", ca)
+}
+
+/// `[X.security]` for SASL `mechanism` over TLS, the password from
+/// `$SLUICE_TEST_KAFKA_PASSWORD`.
+fn sasl(k: &SecureKafka, mechanism: &str, ca: &str) -> String {
     format!(
         r#"protocol = "sasl_ssl"
-sasl_mechanism = "SCRAM-SHA-512"
+sasl_mechanism = "{mechanism}"
 username = "sluice"
 password_env = "SLUICE_TEST_KAFKA_PASSWORD"
 ca_file = "{}""#,
@@ -266,6 +272,33 @@ fn mutual_tls_produces_with_a_client_certificate() {
         ids_in_topic(&k.plaintext, &topic, 300),
         generated_ids(42, 300)
     );
+}
+
+#[test]
+fn scram_sha_256_and_plain_authenticate_too() {
+    let k = SecureKafka::get();
+    let password = k.password();
+    let dir = tempdir();
+    for (seed, mechanism) in [(44, "SCRAM-SHA-256"), (45, "PLAIN")] {
+        let topic = unique("secure-sasl");
+        let (o, _) = run(
+            dir.path(),
+            &producer(
+                &k.sasl_ssl,
+                &topic,
+                seed,
+                100,
+                &sasl(&k, mechanism, "ca.pem"),
+            ),
+            &[("SLUICE_TEST_KAFKA_PASSWORD", &password)],
+        );
+        assert!(o.status.success(), "{mechanism}:\n{}", text(&o));
+        assert_eq!(
+            ids_in_topic(&k.plaintext, &topic, 100),
+            generated_ids(seed, 100),
+            "{mechanism}"
+        );
+    }
 }
 
 #[test]
@@ -598,4 +631,99 @@ fn elasticsearch_refusals_are_clear_errors_at_start() {
         }
         assert_no_secret(&all, &[wrong, "c0ffee"]);
     }
+}
+
+#[test]
+fn the_secured_example_carries_the_seed_hop_from_kafka_to_elasticsearch() {
+    let (k, es) = (SecureKafka::get(), SecureEs::start());
+    let password = k.password();
+    let api_key = format!("{}:{}", es.read("api-key.id"), es.read("api-key.secret"));
+    let dir = tempdir();
+    let topic = unique("secure-seed");
+    let n = 400;
+    let (o, _) = run(
+        dir.path(),
+        &producer(&k.sasl_ssl, &topic, 46, n, &scram(&k, "ca.pem")),
+        &[("SLUICE_TEST_KAFKA_PASSWORD", &password)],
+    );
+    assert_success(&o);
+
+    // The example as shipped; only where things are comes from the environment.
+    let prefix = unique("secure-seed");
+    let dead = dir.path().join("dead.ndjson");
+    let log = dir.path().join("host.log");
+    let env = [
+        ("KAFKA_PASSWORD", password.clone()),
+        ("ES_API_KEY", api_key.clone()),
+        ("SLUICE_SOURCE__BROKERS", k.sasl_ssl.clone()),
+        ("SLUICE_SOURCE__TOPICS", format!("[\"{topic}\"]")),
+        ("SLUICE_SOURCE__GROUP_ID", unique("secure-seed-group")),
+        ("SLUICE_SOURCE__SECURITY__CA_FILE", k.pki("ca.pem")),
+        ("SLUICE_SINKS__ES__URL", es.url.clone()),
+        ("SLUICE_SINKS__ES__CA_FILE", es.file("pki/ca.pem")),
+        (
+            "SLUICE_SINKS__ES__INDEX",
+            format!("{prefix}-%{{+YYYYMMdd}}"),
+        ),
+        ("SLUICE_SINKS__ES__TEMPLATE__NAME", prefix.clone()),
+        (
+            "SLUICE_SINKS__ES__TEMPLATE__PATTERNS",
+            format!("[\"{prefix}-*\"]"),
+        ),
+        ("SLUICE_DEAD_LETTER__PATH", dead.display().to_string()),
+    ];
+    let mut host = KillOnDrop(Some(
+        host_run(&root().join("examples/kafka-to-es-secured.toml"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let want = generated_ids(46, n);
+    let dead_ids = || -> BTreeSet<String> {
+        std::fs::read_to_string(&dead)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|d| d["key"].as_str().map(str::to_string))
+            .collect()
+    };
+    let indexed = || -> BTreeSet<String> {
+        http::json(
+            "POST",
+            &format!("{}/{prefix}-*/_refresh", es.upstream),
+            None,
+        );
+        let hits = http::json(
+            "GET",
+            &format!(
+                "{}/{prefix}-*/_search?size=10000&_source=false",
+                es.upstream
+            ),
+            None,
+        );
+        hits["hits"]["hits"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|d| d["_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(
+        "every tweet indexed or dead-lettered",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || indexed().len() + dead_ids().len() >= n,
+    );
+    let status = interrupt(host.0.as_mut().unwrap(), Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log}");
+    let got: BTreeSet<String> = indexed().union(&dead_ids()).cloned().collect();
+    assert_eq!(got, want);
+    assert!(indexed().len() > n * 9 / 10, "most tweets are indexed");
+    assert_no_secret(&log, &[&password, &api_key, &es.read("api-key.secret")]);
 }
