@@ -1016,3 +1016,270 @@ fn bigquery_down_holds_the_commit_and_loads_everything_once_back() {
     let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
     assert!(log.contains("retrying the load"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A service-account key, for real: BigQuery's client exchanges a JWT signed with the key at the
+// key's `token_uri`, here a token endpoint of the test's own that checks the signature.
+
+/// A token endpoint on loopback and a service-account key (a fresh RSA key) that names it.
+struct TokenEndpoint {
+    dir: tempfile::TempDir,
+    url: String,
+    email: String,
+    /// The JWT claims of every assertion it received, with `"verified"` set when the RS256
+    /// signature checked out against the key.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenEndpoint {
+    fn start() -> Self {
+        use std::io::Write as _;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let dir = common::tempdir();
+        let key = dir.path().join("key.pem");
+        let public = dir.path().join("public.pem");
+        let openssl = |args: &[&str]| {
+            let o = Command::new("openssl").args(args).output().unwrap();
+            assert!(o.status.success(), "openssl {args:?}: {o:?}");
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "pkey",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/token",
+            listener.local_addr().unwrap().port()
+        );
+        let email = "sluice-test@sluice-test.iam.gserviceaccount.com".to_string();
+        let sa = json!({
+            "type": "service_account",
+            "project_id": "sluice-test",
+            "private_key_id": "test-key-1",
+            "private_key": std::fs::read_to_string(&key).unwrap(),
+            "client_email": email,
+            "client_id": "1",
+            "auth_uri": "http://127.0.0.1:1/auth",
+            "token_uri": url,
+        });
+        std::fs::write(dir.path().join("sa.json"), sa.to_string()).unwrap();
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (seen2, refuse2, work) = (seen.clone(), refuse.clone(), dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { continue };
+                let body = read_request_body(&mut conn);
+                let form: std::collections::HashMap<String, String> = body
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                    .collect();
+                let mut claims = Value::Null;
+                if let Some(jwt) = form.get("assertion") {
+                    claims =
+                        check_jwt(jwt, &work.join("public.pem"), &work.join(format!("sig{n}")));
+                    claims["grant_type"] = json!(form.get("grant_type"));
+                    seen2.lock().unwrap().push(claims.clone());
+                }
+                let verified = claims["verified"] == json!(true);
+                let (status, answer) = if refuse2.load(Ordering::SeqCst) || !verified {
+                    (
+                        "400 Bad Request",
+                        json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+                    )
+                } else {
+                    (
+                        "200 OK",
+                        json!({"access_token": format!("sluice-test-token-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+                    )
+                };
+                let answer = answer.to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        TokenEndpoint {
+            dir,
+            url,
+            email,
+            seen,
+            refuse,
+        }
+    }
+
+    fn key_file(&self) -> String {
+        self.dir.path().join("sa.json").display().to_string()
+    }
+}
+
+/// A form value with its `%XX` escapes decoded.
+fn percent_decode(v: &str) -> String {
+    let mut out = Vec::with_capacity(v.len());
+    let mut bytes = v.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                out.push(u8::from_str_radix(&hex, 16).unwrap());
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The body of one HTTP/1.1 request (by `Content-Length`).
+fn read_request_body(conn: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+            }
+        }
+    }
+    String::new()
+}
+
+/// A JWT's claims, plus `"verified"`: whether its RS256 signature checks out against `public`
+/// (with openssl, as an independent implementation).
+fn check_jwt(jwt: &str, public: &Path, scratch: &Path) -> Value {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // yup-oauth2 keeps the base64 padding and signs the text as sent.
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return json!({"verified": false});
+    }
+    let decode = |p: &str| b64.decode(p.trim_end_matches('=')).unwrap();
+    let header: Value = serde_json::from_slice(&decode(parts[0])).unwrap();
+    let mut claims: Value = serde_json::from_slice(&decode(parts[1])).unwrap();
+    let (data, sig) = (
+        scratch.with_extension("data"),
+        scratch.with_extension("sig"),
+    );
+    std::fs::write(&data, format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(&sig, decode(parts[2])).unwrap();
+    let verified = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&data)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    claims["verified"] = json!(verified && header["alg"] == "RS256");
+    claims
+}
+
+#[test]
+fn a_service_account_key_is_exchanged_at_its_token_uri_for_bigquery() {
+    let t = TokenEndpoint::start();
+    let table = unique("sa_");
+    let mut c = bq_config("sluice_sa", &table);
+    c.mode = sluice::sinks::bigquery::Mode::Stream;
+    c.credentials = Some(t.key_file());
+    rt().block_on(async {
+        let mut loader = BigQueryLoader::open(c.clone()).await.unwrap();
+        assert!(loader.insert(&tweets(0, 20)).await.unwrap().is_empty());
+        let rows = loader
+            .query(&format!(
+                "SELECT COUNT(*) FROM `{}.sluice_sa.{table}`",
+                services().project
+            ))
+            .await
+            .unwrap();
+        assert_eq!(count(&rows, 0), 20);
+    });
+    let seen = t.seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty(),
+        "the client never asked the token endpoint"
+    );
+    for claims in &seen {
+        assert_eq!(claims["verified"], true, "{claims}");
+        assert_eq!(claims["iss"], t.email.as_str(), "{claims}");
+        assert_eq!(claims["aud"], t.url.as_str(), "{claims}");
+        assert!(
+            claims["scope"].as_str().unwrap_or("").contains("bigquery"),
+            "{claims}"
+        );
+        assert!(claims["exp"].as_i64() > claims["iat"].as_i64(), "{claims}");
+        assert_eq!(
+            claims["grant_type"],
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        );
+    }
+
+    // A token endpoint that refuses the key: the first request fails with its reason.
+    t.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused_table = unique("sa_refused_");
+    c.table = refused_table;
+    let err = rt().block_on(async {
+        match BigQueryLoader::open(c).await {
+            Err(e) => format!("{e:#}"),
+            Ok(mut l) => format!("{:#}", l.insert(&tweets(0, 1)).await.unwrap_err()),
+        }
+    });
+    assert!(err.contains("invalid_grant"), "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
+
+#[test]
+fn a_missing_key_file_is_named_by_host_check() {
+    let dir = common::tempdir();
+    let p = dir.path().join("gcs.toml");
+    std::fs::write(
+        &p,
+        "[source]\ntype = \"generate\"\ncount = 1\n[sinks.lake]\ntype = \"gcs\"\nbucket = \"b\"\n\
+         credentials = \"/nonexistent/sa-key.json\"\n",
+    )
+    .unwrap();
+    let o = Command::new(common::host_bin())
+        .args(["check", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("sinks.lake.credentials") && err.contains("/nonexistent/sa-key.json"),
+        "{err}"
+    );
+}

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::http;
 use common::*;
+use common::{http, metrics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -227,8 +227,10 @@ topic = "{topic}-dead"
     );
     std::fs::write(dir.path().join("consumer.toml"), consumer).unwrap();
     let log = dir.path().join("consumer.log");
+    let endpoint = format!("127.0.0.1:{}", free_port());
     let mut host = KillOnDrop(Some(
         host_run(&dir.path().join("consumer.toml"))
+            .args(["--metrics", &endpoint])
             .env("SLUICE_TEST_KAFKA_PASSWORD", &password)
             .env("RUST_LOG", "debug")
             .stdout(std::fs::File::create(dir.path().join("consumer.out")).unwrap())
@@ -242,6 +244,10 @@ topic = "{topic}-dead"
         Duration::from_millis(100),
         || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 500),
     );
+    // Nothing the endpoint serves carries the password either.
+    let scrape = metrics::Scrape::get(&endpoint).expect("/metrics answers");
+    let (_, ready) = metrics::ready(&endpoint).expect("/ready answers");
+    assert_no_secret(&format!("{}{ready}", scrape.text()), &[&password]);
     let status = interrupt(host.0.as_mut().unwrap(), Duration::from_secs(30));
     assert!(
         status.success(),

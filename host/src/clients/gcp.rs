@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::util::Backoff;
+use crate::util::{Backoff, Invalid};
 
 /// How the client authenticates (shared with the BigQuery loader).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,23 @@ impl Credentials {
             Some(s) if s.eq_ignore_ascii_case("default") => Credentials::Default,
             Some(path) => Credentials::ServiceAccountFile(PathBuf::from(path)),
         }
+    }
+
+    /// A key file that cannot be opened, named with its path: `host check` and the start say
+    /// so before any upload. The key itself is read only when the client is built.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if let Credentials::ServiceAccountFile(path) = self {
+            std::fs::File::open(path).map_err(|e| {
+                Invalid::new(
+                    "credentials",
+                    format!(
+                        "cannot read the service-account key {}: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -172,7 +172,7 @@ impl BigQueryConfig {
             return Err(Invalid::new("job_timeout", "must be greater than zero"));
         }
         json_key::check_paths("id_field", &self.id_field)?;
-        Ok(())
+        Credentials::from_setting(self.credentials.as_deref(), self.endpoint.is_some()).check()
     }
 }
 

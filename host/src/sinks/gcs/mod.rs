@@ -194,7 +194,7 @@ impl GcsConfig {
         if let Some(bq) = &self.bigquery {
             bq.validate().map_err(|e| e.within("bigquery"))?;
         }
-        Ok(())
+        Credentials::from_setting(self.credentials.as_deref(), self.endpoint.is_some()).check()
     }
 }
 
