@@ -286,3 +286,78 @@ fn wasi_is_refused_unless_granted_and_then_empty_unless_opened() {
     assert!(open["clock"].as_u64().unwrap() > 1_700_000_000);
     assert_eq!(open["tcp"], false);
 }
+
+// ---------------------------------------------------------------- bad plugins and bad files
+
+#[test]
+fn a_stack_overflow_dead_letters_only_its_record() {
+    let input = batch(30, &[11]);
+    let (_, out) = run_stage(
+        spec("hostile", &[("mode", "stack-on"), ("needle", "POISON")]),
+        input,
+    );
+    assert_eq!(out.dead.len(), 1, "{:?}", out.dead);
+    assert_eq!(out.dead[0].origin, 11);
+    assert!(
+        out.dead[0].reason.contains("stack"),
+        "{}",
+        out.dead[0].reason
+    );
+    assert_eq!(out.records.len(), 29);
+}
+
+#[test]
+fn an_expansion_past_the_memory_cap_is_dead_lettered() {
+    // A million copies of each record cannot fit in 16 MiB: the output is bounded by the cap
+    // of the plugin that makes it, so the host never holds more than that from one call.
+    let mut s = spec("hostile", &[("mode", "expand-bomb"), ("copies", "1000000")]);
+    s.memory = 16 << 20;
+    let (_, out) = run_stage(s, batch(4, &[]));
+    assert!(out.records.is_empty(), "{} records", out.records.len());
+    assert_eq!(out.dead.len(), 4, "{:?}", out.dead);
+    for d in &out.dead {
+        assert!(d.reason.contains("memory"), "{}", d.reason);
+    }
+    // A modest expansion passes in full.
+    let (_, out) = run_stage(
+        spec("hostile", &[("mode", "expand-bomb"), ("copies", "3")]),
+        batch(4, &[]),
+    );
+    assert_eq!((out.records.len(), out.dead.len()), (12, 0));
+}
+
+#[test]
+fn a_trap_in_init_is_reported_at_load() {
+    let plugin = load_alone(spec("hostile", &[("mode", "trap-in-init")]));
+    let err = format!("{:#}", plugin.instantiate().err().expect("init must fail"));
+    eprintln!("{err}");
+    assert!(err.contains("hostile") && err.contains("init"), "{err}");
+    assert!(err.contains("trap") || err.contains("unreachable"), "{err}");
+}
+
+#[test]
+fn a_core_module_a_non_wasm_file_and_a_missing_file_are_refused_naming_the_file() {
+    let dir = tempdir();
+    let core = dir.path().join("core.wasm");
+    // The smallest core module: magic and version 1, no sections.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, b"not wasm at all").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    for (path, expect) in [
+        (&core, "is a core WebAssembly module, not a component"),
+        (&text, "is not a WebAssembly component"),
+        (&missing, "reading"),
+    ] {
+        let rt = runtime(dir.path());
+        let err = format!(
+            "{:#}",
+            Plugin::load(&rt, PluginSpec::new("odd", path))
+                .err()
+                .expect("must be refused")
+        );
+        assert!(err.contains(expect), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("transform `odd`"), "{err}");
+    }
+}

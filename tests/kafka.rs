@@ -844,3 +844,120 @@ fn kafka_config_errors_name_the_key_and_the_file() {
         "{err}"
     );
 }
+
+/// A tombstone (a message with no value) is dead-lettered by the host, before any plugin; JSON
+/// nested 200 deep (past serde_json's default limit of 128) goes through the chain intact.
+#[test]
+fn a_tombstone_is_dead_lettered_and_json_nested_200_deep_passes_intact() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let topic = unique("bad-input");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let fixture = String::from_utf8(fixture("tweets.ndjson")).unwrap();
+    let tweets: Vec<&str> = fixture.lines().filter(|l| !l.trim().is_empty()).collect();
+    let nest = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let deep = format!("{{\"id_str\":\"deep\",\"text\":\"bts\",\"nest\":{nest}}}");
+    let send = |key: &str, value: Option<&str>| {
+        let mut r = BaseRecord::<str, str>::to(&topic).key(key).partition(0);
+        if let Some(v) = value {
+            r = r.payload(v);
+        }
+        producer.send(r).map_err(|(e, _)| e).unwrap();
+    };
+    send("first", Some(tweets[0]));
+    send("gone", None);
+    send("deep", Some(&deep));
+    for (i, t) in tweets.iter().enumerate().skip(1) {
+        send(&format!("t{i}"), Some(t));
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let out = dir.path().join("out.ndjson");
+    let toml = consumer_toml(&brokers, &topic, &unique("bad-input"), &out, "");
+    let pipeline = write_pipeline(dir.path(), "c.toml", &toml);
+    let log = dir.path().join("host.log");
+    let host = spawn_host(&pipeline, &log);
+    let dead = PathBuf::from(format!("{}.dead", out.display()));
+    let total = tweets.len() + 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while line_count(&out) + line_count(&dead) < total {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop_host(host);
+    assert_eq!(
+        line_count(&out),
+        tweets.len() + 1,
+        "every tweet and the deep one"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let deep_out = text
+        .lines()
+        .find(|l| l.contains("\"deep\""))
+        .expect("the deep record");
+    assert!(
+        deep_out.contains(&nest),
+        "nesting changed: {}",
+        &deep_out[..300]
+    );
+    let dead: Vec<Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["key"], "gone");
+    assert_eq!(dead[0]["stage"], "host");
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("no value"),
+        "{}",
+        dead[0]
+    );
+}
+
+/// A sink on a full disk (`/dev/full` answers every write with ENOSPC): the host stops with
+/// the cause and the stage, and commits nothing it did not deliver, so the next run with room
+/// gets every record.
+#[test]
+fn a_full_disk_stops_the_pipeline_and_commits_nothing_undelivered() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("full-disk"), unique("full-disk"));
+    let n = 300;
+    run_host(&write_pipeline(
+        dir.path(),
+        "p.toml",
+        &producer_toml(&brokers, &topic, 29, n, ""),
+    ));
+    let dead = dir.path().join("dead.ndjson");
+    let full = consumer_toml(&brokers, &topic, &group, Path::new("/dev/full"), "")
+        .replace("/dev/full.dead", &dead.display().to_string());
+    let o = host_run(&write_pipeline(dir.path(), "full.toml", &full))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the host went on: {err}");
+    assert!(
+        err.contains("`sinks.out`")
+            && err.contains("/dev/full")
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+
+    let out = dir.path().join("out.ndjson");
+    let toml = consumer_toml(&brokers, &topic, &group, &out, "");
+    let log = dir.path().join("host.log");
+    let host = spawn_host(&write_pipeline(dir.path(), "c.toml", &toml), &log);
+    let want: BTreeSet<String> = kafka::generated_ids(29, n);
+    let got = wait_for_all(&[&out], &want, Duration::from_secs(60));
+    stop_host(host);
+    assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), n);
+}

@@ -852,3 +852,45 @@ fn json_logs_are_one_object_per_line() {
     // A plugin's own log line carries the transform's name as a field.
     assert!(err.contains(r#""plugin":"bts""#), "{err}");
 }
+
+/// A dead letter on a full disk (`/dev/full`): the host stops, naming the dead letter and the
+/// cause, rather than dropping the record it could not write.
+#[test]
+fn a_dead_letter_on_a_full_disk_stops_the_host_with_the_cause() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        b"{\"text\":\"fine\"}\nnot json at all\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[pipeline]
+chain = ["enrich"]
+[source]
+type = "file"
+paths = ["in.ndjson"]
+[transforms.enrich]
+plugin = "{p}/enrich.wasm"
+[sinks.out]
+type = "file"
+path = "out.ndjson"
+[dead_letter]
+type = "file"
+path = "/dev/full"
+"#,
+            p = root().join("guest-plugins/dist").display()
+        ),
+    )
+    .unwrap();
+    let o = host(&["run", pipeline.to_str().unwrap()], &[]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the host went on: {err}");
+    assert!(
+        err.contains("`dead_letter`") && err.contains("No space left on device"),
+        "{err}"
+    );
+}

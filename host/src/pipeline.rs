@@ -276,7 +276,7 @@ pub async fn run(
     let chain_thread = std::thread::Builder::new()
         .name("sluice-chain".into())
         .spawn(move || {
-            let oversized: Arc<str> = "host".into();
+            let host_stage: Arc<str> = "host".into();
             while let Some(batch) = batch_rx.blocking_recv() {
                 to_chain_depth.set(batch_rx.len() as i64);
                 if let Ok(reloaded) = swap_rx.try_recv() {
@@ -287,7 +287,7 @@ pub async fn run(
                     .positions
                     .expect("the source task numbers every batch");
                 let (records, too_big, kept) =
-                    split_oversized(batch.records, max_record, &oversized);
+                    split_undeliverable(batch.records, max_record, &host_stage);
                 let mut out = StageOutput::default();
                 chain.process(records, &mut out);
                 // Origins index the batch as the source gave it.
@@ -491,33 +491,44 @@ async fn reload_on_request(
     }
 }
 
-/// Records over `max` bytes never reach a plugin: they are dead-lettered by the host. When
-/// any is, also returns the batch index of each record kept.
-fn split_oversized(
+/// Records over `max` bytes and records with no value (a Kafka tombstone) never reach a
+/// plugin: they are dead-lettered by the host. When any is, also returns the batch index of
+/// each record kept.
+fn split_undeliverable(
     batch: Vec<Record>,
     max: usize,
     stage: &Arc<str>,
 ) -> (Vec<Record>, Vec<DeadLetter>, Option<Vec<u32>>) {
-    if batch.iter().all(|r| r.value.len() <= max) {
+    let why = |r: &Record| {
+        if r.value.is_empty() {
+            Some("record has no value (a Kafka tombstone or an empty message)".to_string())
+        } else if r.value.len() > max {
+            Some(format!(
+                "record of {} bytes exceeds pipeline.max_record_bytes ({max})",
+                r.value.len()
+            ))
+        } else {
+            None
+        }
+    };
+    if batch.iter().all(|r| why(r).is_none()) {
         return (batch, Vec::new(), None);
     }
     let mut keep = Vec::with_capacity(batch.len());
     let mut kept = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
     for (i, r) in batch.into_iter().enumerate() {
-        if r.value.len() <= max {
-            keep.push(r);
-            kept.push(i as u32);
-        } else {
-            dead.push(DeadLetter {
-                reason: format!(
-                    "record of {} bytes exceeds pipeline.max_record_bytes ({max})",
-                    r.value.len()
-                ),
+        match why(&r) {
+            None => {
+                keep.push(r);
+                kept.push(i as u32);
+            }
+            Some(reason) => dead.push(DeadLetter {
+                reason,
                 record: r,
                 stage: stage.clone(),
                 origin: i as u32,
-            });
+            }),
         }
     }
     (keep, dead, Some(kept))
@@ -586,8 +597,11 @@ async fn deliver(
         let started = Instant::now();
         metrics.records_in.inc_by(out.records.len() as u64);
         metrics.bytes_in.inc_by(bytes);
-        let rejected = sink.write(out, positions).await?;
-        sink.flush().await?;
+        let rejected = sink
+            .write(out, positions)
+            .await
+            .with_context(|| format!("`{stage}`"))?;
+        sink.flush().await.with_context(|| format!("`{stage}`"))?;
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -618,7 +632,7 @@ async fn write_dead(
     }
     let started = Instant::now();
     metrics.records_in.inc_by(dead.len() as u64);
-    dead_letter.write(dead).await?;
+    dead_letter.write(dead).await.context("`dead_letter`")?;
     metrics
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());

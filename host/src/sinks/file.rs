@@ -86,8 +86,13 @@ impl FileSink {
         {
             self.rotate().await?;
         }
-        self.out.write_all(line).await?;
-        self.out.write_all(b"\n").await?;
+        let written = async {
+            self.out.write_all(line).await?;
+            self.out.write_all(b"\n").await
+        };
+        written
+            .await
+            .with_context(|| format!("writing {}", self.current().display()))?;
         self.written += line.len() as u64 + 1;
         Ok(())
     }

@@ -118,6 +118,22 @@ impl Plugin {
                 spec.path.display()
             );
         }
+        // wasmtime's own words for these name the parser, not what to do about them.
+        if wasmparser::Parser::is_core_wasm(&bytes) {
+            bail!(
+                "transform `{name}`: {} is a core WebAssembly module, not a component: build it \
+                 for the component model (e.g. target wasm32-wasip2, or `wasm-tools component \
+                 new` with the WASI adapter) against the `sluice:transform` world",
+                spec.path.display()
+            );
+        }
+        if !wasmparser::Parser::is_component(&bytes) {
+            bail!(
+                "transform `{name}`: {} is not a WebAssembly component (it does not start with \
+                 the wasm header)",
+                spec.path.display()
+            );
+        }
         let engine = runtime.engine(spec.fuel.is_some())?.clone();
         let component = runtime
             .component(&engine, &digest, &bytes)

@@ -11,6 +11,10 @@
 //! - `log-flood`: logs 10,000 lines per call
 //! - `outcomes`: exercises every outcome, by record index modulo 6: keep, drop, set-value
 //!   (upper-cased), replace (key `replaced`), expand into two copies, expand into nothing
+//! - `stack-on`: recurses without end on records whose value contains `needle` (the stack
+//!   overflows)
+//! - `expand-bomb`: expands each record into `copies` copies of itself
+//! - `trap-in-init`: panics in `init`
 
 use std::sync::Mutex;
 
@@ -25,6 +29,7 @@ struct Config {
     mode: String,
     needle: Vec<u8>,
     leak_kib: usize,
+    copies: usize,
 }
 
 static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
@@ -44,6 +49,9 @@ impl Guest for Hostile {
         if mode == "reject" {
             return Err("mode=reject: this plugin refuses every config".into());
         }
+        if mode == "trap-in-init" {
+            panic!("mode=trap-in-init");
+        }
         let known = [
             "pass",
             "loop",
@@ -54,17 +62,23 @@ impl Guest for Hostile {
             "outcomes",
             "leak",
             "log-flood",
+            "stack-on",
+            "expand-bomb",
         ];
         if !known.contains(&mode.as_str()) {
             return Err(format!("unknown mode `{mode}`"));
         }
-        let leak_kib = get("leak_kib")
-            .map(|v| v.parse().map_err(|_| "leak_kib: not a number".to_string()))
-            .transpose()?;
+        let number = |k: &str| {
+            get(k)
+                .map(|v| v.parse().map_err(|_| format!("{k}: not a number")))
+                .transpose()
+        };
+        let leak_kib = number("leak_kib")?;
         *CONFIG.lock().unwrap() = Some(Config {
             mode,
             needle: get("needle").unwrap_or_default().into_bytes(),
             leak_kib: leak_kib.unwrap_or(1024),
+            copies: number("copies")?.unwrap_or(2),
         });
         Ok(())
     }
@@ -88,6 +102,15 @@ impl Guest for Hostile {
             }
             "trap-on" if batch.iter().any(hit) => panic!("poison record"),
             "loop-on" if batch.iter().any(hit) => spin(),
+            "stack-on" if batch.iter().any(hit) => {
+                std::hint::black_box(recurse(0));
+            }
+            "expand-bomb" => {
+                return batch
+                    .into_iter()
+                    .map(|r| Outcome::Expand(vec![r; config.copies]))
+                    .collect();
+            }
             "wrong-count" => return vec![Outcome::Keep; batch.len().saturating_sub(1)],
             "outcomes" => {
                 return batch
@@ -119,6 +142,15 @@ fn every_outcome(i: usize, r: Record) -> Outcome {
         4 => Outcome::Expand(vec![r.clone(), r]),
         _ => Outcome::Expand(Vec::new()),
     }
+}
+
+/// Recursion the optimiser cannot turn into a loop, on wasm's own call stack (no frame in
+/// linear memory), until the host's stack limit stops it.
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    1 + recurse(std::hint::black_box(depth + 1))
 }
 
 fn spin() -> ! {
