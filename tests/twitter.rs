@@ -403,6 +403,46 @@ async fn a_line_that_is_not_json_is_still_a_record() {
     assert_eq!(src.stats().non_json_lines, 1);
 }
 
+/// A line past the 16 MiB line limit is cut into records marked partial (memory stays
+/// bounded; a pipeline dead-letters them as oversized or not JSON) and the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_over_the_line_limit_is_cut_and_the_stream_goes_on() {
+    let size = 17 << 20;
+    let sim = sim(Scenario {
+        total: Some(6),
+        garbage_after: Some(3),
+        garbage_bytes: size,
+        ..Scenario::default()
+    })
+    .await;
+    let mut src = TwitterSource::connect(&config(&sim, "long-line"))
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    while records.iter().filter(|r: &&Record| r.key.is_some()).count() < 6 {
+        let more = collect(&mut src, 1, Duration::from_secs(20)).await;
+        assert!(
+            !more.is_empty(),
+            "the stream stopped after {} records",
+            records.len()
+        );
+        records.extend(more);
+    }
+    let pieces: Vec<&Record> = records.iter().filter(|r| r.key.is_none()).collect();
+    assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+    assert_eq!(pieces.iter().map(|r| r.value.len()).sum::<usize>(), size);
+    assert!(
+        pieces
+            .iter()
+            .all(|r| r.value.len() <= (16 << 20) + (1 << 20))
+    );
+    assert_eq!(
+        header(pieces[0], "twitter.partial").as_deref(),
+        Some("true")
+    );
+    assert!(src.stats().partial_lines >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_connection_is_refused_and_retried() {
     let sim = sim(Scenario {

@@ -98,6 +98,8 @@ pub struct Scenario {
     pub stall_every: bool,
     /// Send one line that is not JSON once this many tweets are sent in all.
     pub garbage_after: Option<u64>,
+    /// The length of that line without its `\n` (`x` repeated); 0: a short HTML line.
+    pub garbage_bytes: usize,
 }
 
 impl Default for Scenario {
@@ -118,6 +120,7 @@ impl Default for Scenario {
             stall_after: None,
             stall_every: false,
             garbage_after: None,
+            garbage_bytes: 0,
         }
     }
 }
@@ -884,9 +887,18 @@ impl Conn {
             };
             match action {
                 Action::Garbage => {
-                    self.shared.lock().stats.garbage_sent += 1;
+                    let size = {
+                        let mut g = self.shared.lock();
+                        g.stats.garbage_sent += 1;
+                        g.scenario.garbage_bytes
+                    };
                     self.last_write = Instant::now();
-                    return Some(Ok(Bytes::from_static(b"<html>this line is not JSON\n")));
+                    if size == 0 {
+                        return Some(Ok(Bytes::from_static(b"<html>this line is not JSON\n")));
+                    }
+                    let mut line = vec![b'x'; size];
+                    line.push(b'\n');
+                    return Some(Ok(Bytes::from(line)));
                 }
                 Action::Stall => std::future::pending::<()>().await,
                 Action::Drop => {

@@ -67,6 +67,9 @@ struct Args {
     /// Send one non-JSON line after this many tweets.
     #[arg(long)]
     garbage_after: Option<u64>,
+    /// Length of that line in bytes (0: a short HTML line).
+    #[arg(long, default_value_t = 0)]
+    garbage_bytes: usize,
     /// Pre-existing rule as VALUE or VALUE=TAG (repeatable).
     #[arg(long = "rule")]
     rules: Vec<String>,
@@ -91,6 +94,7 @@ async fn main() -> std::io::Result<()> {
         stall_after: a.stall_after,
         stall_every: a.stall_every,
         garbage_after: a.garbage_after,
+        garbage_bytes: a.garbage_bytes,
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, a.port));
     let sim = Sim::start(addr, &a.token, scenario).await?;
