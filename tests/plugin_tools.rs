@@ -1,7 +1,8 @@
 //! The plugin author's and operator's tools on real components: `host plugin inspect` on every
 //! shipped plugin and the hostile test plugins, `host plugin test` against the shared vectors
-//! (and against a deliberately wrong case), and grants on the command line, with the start-up
-//! hint that names the missing one, in `host plugin run` and `host check`.
+//! (and against a deliberately wrong case), grants on the command line, with the start-up
+//! hint that names the missing one, in `host plugin run` and `host check`, and what
+//! `host plugin componentize` refuses.
 
 mod common;
 mod common_polyglot;
@@ -92,6 +93,13 @@ fn expectations() -> Vec<Expect> {
             starts_with: &["wasi", "clocks"],
             ..expect("keyword_filter_go", &["wasi"])
         },
+        Expect {
+            optional: &["clocks"],
+            language: Some("Go"),
+            starts_with: &["wasi", "clocks"],
+            ..expect("enrich_go", &["wasi"])
+        },
+        expect("keyword_filter_c", &[]),
     ]
 }
 
@@ -242,6 +250,31 @@ fn wat_component() -> Vec<u8> {
     b"\0asm\x0d\0\x01\0".to_vec()
 }
 
+/// `plugin componentize` takes a core module only, and says what it was given instead.
+#[test]
+fn componentize_refuses_a_component_and_a_file_that_is_not_wasm() {
+    let dir = tempdir();
+    let out = dir.path().join("out.wasm");
+    let source = dir.path().join("plugin.go");
+    std::fs::write(&source, "package main\n").unwrap();
+    for (input, says) in [
+        (plugin("keyword_filter"), "a component already"),
+        (source, "not a WebAssembly module"),
+    ] {
+        let run = Command::new(host_bin())
+            .args(["plugin", "componentize"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = text(&run.stderr);
+        assert!(!run.status.success(), "{}", input.display());
+        assert!(err.contains(says), "{}: {err}", input.display());
+        assert!(!out.exists());
+    }
+}
+
 /// The repository's own vectors pass with every shipped plugin, each with the grants its
 /// toolchain needs; `plugin test` tells which plugin a file is from its name.
 #[test]
@@ -254,6 +287,8 @@ fn plugin_test_passes_every_shipped_plugin_on_the_vectors() {
         ("keyword_filter_js", ""),
         ("enrich_js", ""),
         ("keyword_filter_go", "clocks"),
+        ("enrich_go", "clocks"),
+        ("keyword_filter_c", ""),
     ] {
         // Room for a 600 KB input through a JavaScript engine on a busy machine.
         let mut extra = vec!["--timeout", "30s"];

@@ -1,7 +1,8 @@
 //! Every implementation of a plugin, whatever its language, held to the same test vectors
 //! (guest-plugins/vectors): the Rust plugins and their Python (componentize-py), JavaScript
-//! (jco) and, for keyword-filter, Go (wasip1) ports, through the host's real runtime. Outcomes must be byte-identical; the only
-//! tolerance is the documented one: after `not valid JSON: `, the parser's own words.
+//! (jco), Go (wasip1) and, for keyword-filter, C (clang and wasi-libc) ports, through the
+//! host's real runtime. Outcomes must be byte-identical; the only tolerance is the documented
+//! one: after `not valid JSON: `, the parser's own words.
 //!
 //! `SLUICE_BLESS_VECTORS=1 cargo test -p sluice-tests --test polyglot` rewrites
 //! guest-plugins/vectors/expected from the Rust plugins (review the diff before committing).
@@ -21,7 +22,8 @@ use tweetgen::{GenerateOptions, TweetGenerator};
 
 /// One implementation of a plugin: its language, its component in guest-plugins/dist, and
 /// the grants it needs: the empty WASI (componentize-py and the Go runtime import WASI), and
-/// real clocks (the Go runtime refuses to start on a clock frozen at zero).
+/// real clocks (the Go runtime refuses to start on a clock frozen at zero). The C plugin
+/// imports nothing but `log`.
 #[derive(Clone, Copy, Debug)]
 struct Implementation {
     lang: &'static str,
@@ -39,6 +41,13 @@ const fn imp(lang: &'static str, component: &'static str, wasi: bool) -> Impleme
     }
 }
 
+const fn go(component: &'static str) -> Implementation {
+    Implementation {
+        clocks: true,
+        ..imp("go", component, true)
+    }
+}
+
 /// The Rust plugin first: it is the reference the vectors are blessed from.
 fn implementations(plugin: &str) -> Vec<Implementation> {
     match plugin {
@@ -46,15 +55,14 @@ fn implementations(plugin: &str) -> Vec<Implementation> {
             imp("rust", "keyword_filter", false),
             imp("python", "keyword_filter_py", true),
             imp("javascript", "keyword_filter_js", false),
-            Implementation {
-                clocks: true,
-                ..imp("go", "keyword_filter_go", true)
-            },
+            go("keyword_filter_go"),
+            imp("c", "keyword_filter_c", false),
         ],
         "enrich" => vec![
             imp("rust", "enrich", false),
             imp("python", "enrich_py", true),
             imp("javascript", "enrich_js", false),
+            go("enrich_go"),
         ],
         other => panic!("no implementations of {other}"),
     }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn scaffold_build_and_run(lang: &str, wasi: bool) {
+fn scaffold_build_and_run(lang: &str, grants: &[&str]) {
     build_plugins(); // installs componentize-py and jco into the cache, as CI does
     let dir = tempdir();
     let name = format!("demo-{lang}");
@@ -36,6 +36,7 @@ fn scaffold_build_and_run(lang: &str, wasi: bool) {
         .arg("build.sh")
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", target_dir)
+        .env("SLUICE_HOST", host_bin())
         .output()
         .unwrap();
     assert!(
@@ -56,8 +57,8 @@ fn scaffold_build_and_run(lang: &str, wasi: bool) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if wasi {
-        cmd.arg("--wasi");
+    for grant in grants {
+        cmd.args(["--grant", grant]);
     }
     let mut child = cmd.spawn().unwrap();
     child
@@ -90,7 +91,7 @@ fn scaffold_build_and_run(lang: &str, wasi: bool) {
         .args(["plugin", "run"])
         .arg(&component)
         .args(["-c", "colour=red"])
-        .args(if wasi { &["--wasi"][..] } else { &[][..] })
+        .args(grants.iter().flat_map(|g| ["--grant", g]))
         .env("XDG_CACHE_HOME", common_polyglot::xdg())
         .stdin(Stdio::null())
         .output()
@@ -103,15 +104,27 @@ fn scaffold_build_and_run(lang: &str, wasi: bool) {
 #[test]
 fn scaffolded_rust_plugin_builds_and_runs() {
     // wasm32-wasip2 std imports WASI.
-    scaffold_build_and_run("rust", true);
+    scaffold_build_and_run("rust", &["wasi"]);
 }
 
 #[test]
 fn scaffolded_python_plugin_builds_and_runs() {
-    scaffold_build_and_run("python", true);
+    scaffold_build_and_run("python", &["wasi"]);
 }
 
 #[test]
 fn scaffolded_js_plugin_builds_and_runs() {
-    scaffold_build_and_run("js", false);
+    scaffold_build_and_run("js", &[]);
+}
+
+#[test]
+fn scaffolded_go_plugin_builds_and_runs() {
+    // The Go runtime imports WASI and reads the clock as it starts.
+    scaffold_build_and_run("go", &["wasi", "clocks"]);
+}
+
+#[test]
+fn scaffolded_c_plugin_builds_and_runs() {
+    // wasi-libc's malloc and string functions need no WASI import.
+    scaffold_build_and_run("c", &[]);
 }

@@ -91,17 +91,72 @@ class Parser {
     WS.test(this.s);
     this.i = WS.lastIndex;
   }
+  // Iterative, with no depth limit: serde_json skips a value nobody reads however deep it is
+  // (see nested()). What is inside an array or object nested 128 deep is checked but not
+  // kept, since reading it fails anyway.
   document() {
-    const v = this.value();
-    this.ws();
-    if (this.i !== this.s.length) this.fail('trailing characters');
-    return v;
+    // The closing brackets of the open arrays and objects, innermost last, as runs of one
+    // bracket ([bracket, count]: a deep chain is one run), and the outermost 128 of them as
+    // { items } or { pairs, key } (an object's pending key).
+    const runs = [];
+    let depth = 0;
+    const kept = [];
+    for (;;) {
+      this.ws();
+      const c = this.s[this.i];
+      let v;
+      if (c === '[' || c === '{') {
+        this.i += 1;
+        this.ws();
+        const closer = c === '[' ? ']' : '}';
+        if (this.s[this.i] === closer) {
+          this.i += 1;
+          v = c === '[' ? [] : new JObj([]);
+        } else {
+          const run = runs[runs.length - 1];
+          if (run && run[0] === closer) run[1] += 1;
+          else runs.push([closer, 1]);
+          depth += 1;
+          const key = c === '{' ? this.key() : null;
+          if (depth <= 128) kept.push(c === '[' ? { items: [] } : { pairs: [], key });
+          continue;
+        }
+      } else v = this.scalar(c);
+      // v is complete: add it to its container, and close those that end here.
+      for (;;) {
+        if (depth === 0) {
+          this.ws();
+          if (this.i !== this.s.length) this.fail('trailing characters');
+          return v;
+        }
+        const top = kept[depth - 1];
+        if (depth < 128) {
+          if (top.items) top.items.push(v);
+          else top.pairs.push([top.key, v]);
+        }
+        this.ws();
+        const d = this.s[this.i];
+        this.i += 1;
+        const run = runs[runs.length - 1];
+        if (d === ',') {
+          if (run[0] === '}') {
+            const key = this.key();
+            if (top) top.key = key;
+          }
+          break;
+        }
+        if (d !== run[0]) this.fail(`expected \`,\` or \`${run[0]}\``);
+        run[1] -= 1;
+        if (run[1] === 0) runs.pop();
+        depth -= 1;
+        if (top) {
+          kept.pop();
+          v = top.items || new JObj(top.pairs);
+        }
+      }
+    }
   }
-  value() {
-    this.ws();
-    const c = this.s[this.i];
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
+  scalar(c) {
     if (c === '"') return this.string();
     if (c === 't') return this.word('true', true);
     if (c === 'f') return this.word('false', false);
@@ -119,45 +174,15 @@ class Parser {
     }
     return this.fail('expected ident');
   }
-  object() {
-    this.i += 1;
-    const pairs = [];
+  // An object key and its colon.
+  key() {
     this.ws();
-    if (this.s[this.i] === '}') {
-      this.i += 1;
-      return new JObj(pairs);
-    }
-    for (;;) {
-      this.ws();
-      if (this.s[this.i] !== '"') this.fail('key must be a string');
-      const k = this.string();
-      this.ws();
-      if (this.s[this.i] !== ':') this.fail('expected `:`');
-      this.i += 1;
-      pairs.push([k, this.value()]);
-      this.ws();
-      const c = this.s[this.i];
-      this.i += 1;
-      if (c === '}') return new JObj(pairs);
-      if (c !== ',') this.fail('expected `,` or `}`');
-    }
-  }
-  array() {
-    this.i += 1;
-    const items = [];
+    if (this.s[this.i] !== '"') this.fail('key must be a string');
+    const k = this.string();
     this.ws();
-    if (this.s[this.i] === ']') {
-      this.i += 1;
-      return items;
-    }
-    for (;;) {
-      items.push(this.value());
-      this.ws();
-      const c = this.s[this.i];
-      this.i += 1;
-      if (c === ']') return items;
-      if (c !== ',') this.fail('expected `,` or `]`');
-    }
+    if (this.s[this.i] !== ':') this.fail('expected `:`');
+    this.i += 1;
+    return k;
   }
   string() {
     this.i += 1;
@@ -221,6 +246,14 @@ function readStr(s) {
     throw new Fail('not valid JSON: lone surrogate in hex escape');
   }
   return s;
+}
+
+// The depth inside one more array or object that the Rust parser reads (rather than skips).
+// serde_json's recursion limit fails the 128th, counting the document's object; a skipped
+// value is not counted, however deep.
+function nested(depth) {
+  if (depth + 1 >= 128) throw new Fail('not valid JSON: recursion limit exceeded');
+  return depth + 1;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -396,15 +429,19 @@ export function dumps(v) {
 }
 
 // What serde_json checks when it reads a whole document into a Value.
-function checkTree(v) {
+function checkTree(v, depth = 0) {
   if (v instanceof JObj) {
+    const inner = nested(depth);
     for (const [k, x] of v.pairs) {
       readStr(k);
-      checkTree(x);
+      checkTree(x, inner);
     }
   } else if (v instanceof JNum) number(v.lex);
   else if (typeof v === 'string') readStr(v);
-  else if (Array.isArray(v)) v.forEach(checkTree);
+  else if (Array.isArray(v)) {
+    const inner = nested(depth);
+    for (const x of v) checkTree(x, inner);
+  }
 }
 
 // ---- config ----------------------------------------------------------------------------
@@ -560,18 +597,18 @@ class Paths {
 }
 
 // Calls f on every string at or beneath a path (arrays transparent), checking what the Rust
-// streaming walk decodes.
-function walkStrings(v, paths, state, f) {
+// streaming walk decodes: every key of an object it reads, even beneath a path.
+function walkStrings(v, paths, state, f, depth = 0) {
   if (v instanceof JObj) {
+    const inner = nested(depth);
     for (const [k, x] of v.pairs) {
-      if (state === ALL) walkStrings(x, paths, ALL, f);
-      else {
-        const next = paths.child(state, readStr(k));
-        if (next !== null) walkStrings(x, paths, next, f);
-      }
+      readStr(k);
+      const next = state === ALL ? ALL : paths.child(state, k);
+      if (next !== null) walkStrings(x, paths, next, f, inner);
     }
   } else if (Array.isArray(v)) {
-    for (const x of v) walkStrings(x, paths, state, f);
+    const inner = nested(depth);
+    for (const x of v) walkStrings(x, paths, state, f, inner);
   } else if (v instanceof JNum) number(v.lex);
   else if (typeof v === 'string') {
     readStr(v);
@@ -975,7 +1012,10 @@ function strictSome(v, t) {
     return null;
   }
   if (t === KIND) {
-    if (v instanceof JObj) return 'object';
+    if (v instanceof JObj) {
+      v.pairs.forEach(([k]) => readStr(k)); // read, while the values are skipped
+      return 'object';
+    }
     touch(v);
     return v === true ? 'true' : 'other';
   }
@@ -1018,13 +1058,16 @@ function strictStruct(v, t) {
 
 function readTop(doc, target) {
   const top = new Map([['keys', 0], ['has_timestamp', false], ['has_target', false], ['v1', false]]);
+  // Fields given a value other than null, even one that reads as no id or time: a second
+  // occurrence is serde's duplicate_field.
+  const given = new Set();
   for (const [k0, x] of doc.pairs) {
     const k = readStr(k0);
     top.set('keys', top.get('keys') + 1);
     const t = TOP_FIELDS.get(k);
     if (t !== undefined) {
-      const prev = top.get(`.${k}`);
-      if (prev !== undefined && prev !== null) throw new DataError();
+      if (given.has(k)) throw new DataError();
+      if (x !== null) given.add(k);
       top.set(`.${k}`, strict(x, t));
     } else if (k === '@timestamp') top.set('has_timestamp', true);
     if (k === target) top.set('has_target', true);

@@ -10,6 +10,7 @@ An outcome is ("keep",), ("drop",), ("set", bytes) or ("fail", reason).
 import bisect
 import json
 import re
+from json.decoder import scanstring
 
 KEEP = ("keep",)
 DROP = ("drop",)
@@ -94,8 +95,31 @@ def _number(lex):
     return JNum(lex)
 
 
+# Strings (even unterminated) and everything else that is not a bracket.
+_NOT_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[^"\[\]{}]+', re.S)
+_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def _shallow(text):
+    """Whether the arrays and objects of text nest less than 128 deep."""
+    if text.count("[") + text.count("{") < 128:
+        return True
+    brackets = _NOT_BRACKETS.sub("", text)
+    for _ in range(128):
+        if not brackets:
+            return True
+        brackets, n = _PAIR.subn("", brackets)
+        if not n:
+            return False
+    return False
+
+
 def parse(text):
-    """Parses JSON into JObj / list / str / JNum / bool / None, or fails."""
+    """Parses JSON into JObj / list / str / JNum / bool / None, or fails. json.loads recurses,
+    so a document nested deeper than serde_json reads (it skips such values) goes to
+    _parse_deep."""
+    if not _shallow(text):
+        return _parse_deep(text)
     try:
         return json.loads(
             text,
@@ -104,7 +128,85 @@ def parse(text):
             parse_float=_number,
             parse_constant=_reject_constant,
         )
-    except (ValueError, RecursionError) as e:
+    except ValueError as e:
+        raise Fail(f"not valid JSON: {e}") from None
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+
+
+def _invalid(what, i):
+    return Fail(f"not valid JSON: {what} at position {i}")
+
+
+def _key(text, i):
+    """An object key at i, then the colon: the key and where its value starts."""
+    if text[i:i + 1] != '"':
+        raise _invalid("key must be a string", i)
+    key, i = scanstring(text, i + 1, True)
+    i = _SPACE.match(text, i).end()
+    if text[i:i + 1] != ":":
+        raise _invalid("expected `:`", i)
+    return key, _SPACE.match(text, i + 1).end()
+
+
+def _parse_deep(text):
+    """parse, iteratively: serde_json skips a value nobody reads however deep it is (see
+    nested). What is inside an array or object nested 128 deep is checked but not kept:
+    reading it fails anyway, and freeing a deeper tree would exhaust the stack."""
+    # The open containers, innermost last: [container, its pending key (objects)].
+    stack = []
+    i = _SPACE.match(text).end()
+    try:
+        while True:
+            c = text[i:i + 1]
+            if c == "[" or c == "{":
+                i = _SPACE.match(text, i + 1).end()
+                if text[i:i + 1] == ("]" if c == "[" else "}"):
+                    value = [] if c == "[" else JObj()
+                    i += 1
+                elif c == "[":
+                    stack.append([[], None])
+                    continue
+                else:
+                    key, i = _key(text, i)
+                    stack.append([JObj(), key])
+                    continue
+            elif c == '"':
+                value, i = scanstring(text, i + 1, True)
+            elif c in _LITERALS and text.startswith(_LITERALS[c][0], i):
+                word, value = _LITERALS[c]
+                i += len(word)
+            elif m := _NUMBER.match(text, i):
+                value, i = JNum(m.group()), m.end()
+            else:
+                raise _invalid("expected value", i)
+            # value is complete: add it to its container, and close those that end here.
+            while stack:
+                top = stack[-1]
+                container = top[0]
+                if len(stack) < 128:
+                    container.append(value if top[1] is None else (top[1], value))
+                i = _SPACE.match(text, i).end()
+                c = text[i:i + 1]
+                if c == ",":
+                    i = _SPACE.match(text, i + 1).end()
+                    if top[1] is not None:
+                        top[1], i = _key(text, i)
+                    break
+                if c != ("]" if top[1] is None else "}"):
+                    raise _invalid("expected `,` or a closing bracket", i)
+                stack.pop()
+                value = container
+                i += 1
+            else:
+                i = _SPACE.match(text, i).end()
+                if i != len(text):
+                    raise _invalid("trailing characters", i)
+                return value
+    except ValueError as e:  # scanstring's errors
         raise Fail(f"not valid JSON: {e}") from None
 
 
@@ -131,6 +233,15 @@ def read_str(s):
     if _SURROGATE.search(s):
         raise Fail("not valid JSON: lone surrogate in hex escape")
     return s
+
+
+def nested(depth):
+    """The depth inside one more array or object that the Rust parser reads (rather than skips).
+    serde_json's recursion limit fails the 128th, counting the document's object; a skipped
+    value is not counted, however deep. (parse keeps nothing inside the 128th.)"""
+    if depth + 1 >= 128:
+        raise Fail("not valid JSON: recursion limit exceeded")
+    return depth + 1
 
 
 _U64_MAX = (1 << 64) - 1
@@ -314,19 +425,21 @@ def dumps(v):
     return "".join(out)
 
 
-def check_tree(v):
+def check_tree(v, depth=0):
     """What serde_json checks when it reads a whole document into a Value."""
     if isinstance(v, JObj):
+        depth = nested(depth)
         for k, x in v:
             read_str(k)
-            check_tree(x)
+            check_tree(x, depth)
     elif isinstance(v, JNum):
         number(v.lex)
     elif isinstance(v, str):
         read_str(v)
     elif isinstance(v, list):
+        depth = nested(depth)
         for x in v:
-            check_tree(x)
+            check_tree(x, depth)
 
 
 # ---- config ------------------------------------------------------------------------------
@@ -487,20 +600,20 @@ class Paths:
         return result
 
 
-def walk_strings(v, paths, state, f):
+def walk_strings(v, paths, state, f, depth=0):
     """Calls f on every string at or beneath a path (arrays transparent), checking what the
-    Rust streaming walk decodes."""
+    Rust streaming walk decodes: every key of an object it reads, even beneath a path."""
     if isinstance(v, JObj):
+        depth = nested(depth)
         for k, x in v:
-            if state is True:
-                walk_strings(x, paths, True, f)
-                continue
-            nxt = paths.child(state, read_str(k))
+            read_str(k)
+            nxt = True if state is True else paths.child(state, k)
             if nxt is not None:
-                walk_strings(x, paths, nxt, f)
+                walk_strings(x, paths, nxt, f, depth)
     elif isinstance(v, list):
+        depth = nested(depth)
         for x in v:
-            walk_strings(x, paths, state, f)
+            walk_strings(x, paths, state, f, depth)
     elif isinstance(v, JNum):
         number(v.lex)
     elif isinstance(v, str):
@@ -904,6 +1017,8 @@ def strict_some(v, t):
         return None
     if t == KIND:
         if isinstance(v, JObj):
+            for k, _ in v:  # read, while the values are skipped
+                read_str(k)
             return "object"
         if isinstance(v, JNum):
             number(v.lex)
@@ -953,13 +1068,18 @@ def strict_struct(v, t):
 
 def read_top(doc, target):
     top = {"keys": 0, "has_timestamp": False, "has_target": False, "v1": False}
+    # Fields given a value other than null, even one that reads as no id or time: a second
+    # occurrence is serde's duplicate_field.
+    given = set()
     for k, x in doc:
         k = read_str(k)
         top["keys"] += 1
         t = TOP_FIELDS.get(k)
         if t is not None:
-            if top.get(k) is not None:
+            if k in given:
                 raise DataError()
+            if x is not None:
+                given.add(k)
             top[k] = strict(x, t)
         elif k == "@timestamp":
             top["has_timestamp"] = True

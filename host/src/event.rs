@@ -15,6 +15,9 @@ pub mod wit {
         path: "../wit",
         world: "transform",
     });
+
+    /// The contract's text, for the plugin tools (scaffolds, componentize).
+    pub const SOURCE: &str = include_str!("../../wit/transform.wit");
 }
 
 pub use wit::sluice::transform::types::{Header, Record};
@@ -125,6 +128,8 @@ pub struct Checkpoint {
     /// Per partition read in the batch, the next offset to read; empty for sources that
     /// cannot re-read their input (generated records, files, the Twitter stream).
     pub offsets: Vec<PartitionOffset>,
+    /// A source read through a spool: the sequence number of the first record after the batch.
+    pub spooled: Option<u64>,
 }
 
 /// One partition of a partitioned log (a Kafka topic-partition) in a [`Checkpoint`].

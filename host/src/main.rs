@@ -121,6 +121,15 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Make a component of a core WebAssembly module built against the `transform` world
+    /// (C with clang and wasi-libc, Go with GOOS=wasip1): the WIT world is embedded unless the
+    /// module carries it, and a module importing WASI preview1 gets the preview1 adapter.
+    Componentize {
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -253,6 +262,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             let root = sluice::scaffold::new_plugin(&name, lang, &dir)?;
             print!("{}", sluice::scaffold::next_steps(lang, &name, &root));
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Componentize { module, output }) => {
+            let core =
+                std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let component = sluice_componentize::componentize(&core, sluice::event::wit::SOURCE)
+                .with_context(|| format!("{}", module.display()))?;
+            std::fs::write(&output, component)
+                .with_context(|| format!("writing {}", output.display()))?;
             Ok(())
         }
     }

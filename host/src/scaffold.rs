@@ -1,4 +1,5 @@
-//! `host plugin new`: writes a new plugin, in Rust, Python or JavaScript, that builds as it is.
+//! `host plugin new`: writes a new plugin, in Rust, Python, JavaScript, Go or C, that builds as
+//! it is.
 //!
 //! The templates live in `host/templates/` and are compiled into the binary, with a copy of
 //! the WIT contract, so the command works anywhere. Each is the smallest working plugin: it
@@ -14,9 +15,11 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Go,
+    C,
 }
 
-const WIT: &str = include_str!("../../wit/transform.wit");
+use crate::event::wit::SOURCE as WIT;
 
 /// (path in the new plugin, template text, executable)
 fn files(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
@@ -50,15 +53,45 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
             ),
             ("build.sh", include_str!("../templates/js/build.sh"), true),
         ],
+        // abi.go is the one the repository's Go plugins are built with.
+        Lang::Go => &[
+            (
+                "plugin.go",
+                include_str!("../templates/go/plugin.go"),
+                false,
+            ),
+            (
+                "abi.go",
+                include_str!("../../guest-plugins/transforms-go/abi.go"),
+                false,
+            ),
+            ("go.mod", include_str!("../templates/go/go.mod"), false),
+            ("build.sh", include_str!("../templates/go/build.sh"), true),
+        ],
+        // The bindings are the ones the repository's C plugins are built with.
+        Lang::C => &[
+            ("plugin.c", include_str!("../templates/c/plugin.c"), false),
+            (
+                "transform.c",
+                include_str!("../../guest-plugins/c-bindings/transform.c"),
+                false,
+            ),
+            (
+                "transform.h",
+                include_str!("../../guest-plugins/c-bindings/transform.h"),
+                false,
+            ),
+            ("build.sh", include_str!("../templates/c/build.sh"), true),
+        ],
     }
 }
 
 /// How to build and try the plugin, for its README and the command's output.
 fn usage(lang: Lang, name: &str) -> String {
-    let wasi = if lang == Lang::Python || lang == Lang::Rust {
-        " --wasi"
-    } else {
-        ""
+    let grants = match lang {
+        Lang::Rust | Lang::Python => " --grant wasi",
+        Lang::Go => " --grant wasi,clocks",
+        Lang::Js | Lang::C => "",
     };
     let (toolchain, grant) = match lang {
         Lang::Rust => (
@@ -73,11 +106,19 @@ fn usage(lang: Lang, name: &str) -> String {
             "Node.js and @bytecodealliance/jco 1.35.0 (build.sh installs it with npm)",
             "",
         ),
+        Lang::Go => (
+            "Go 1.24 or later, and this `host` on PATH or in $SLUICE_HOST",
+            "\n[transforms.NAME.grants]\nwasi = true     # the Go runtime imports WASI; it gets an empty one\nclocks = true   # and refuses to start on a clock that reads zero",
+        ),
+        Lang::C => (
+            "clang and wasi-libc (Debian: clang lld wasi-libc libclang-rt-14-dev-wasm32), and this `host` on PATH or in $SLUICE_HOST",
+            "",
+        ),
     };
     format!(
         "Build (needs {toolchain}):\n\n    sh build.sh\n\n\
          Try it on NDJSON, one JSON line out per line in:\n\n    \
-         echo '{{\"text\":\"hello\"}}' | host plugin run {name}.wasm{wasi} -c needle=hello\n\n\
+         echo '{{\"text\":\"hello\"}}' | host plugin run {name}.wasm{grants} -c needle=hello\n\n\
          Use it in pipeline.toml, pinned by digest (`sha256sum {name}.wasm`):\n\n    \
          [transforms.NAME]\n    plugin = \"path/to/{name}.wasm\"\n    sha256 = \"<digest>\"\n    \
          config = {{ needle = \"hello\" }}{}\n",
@@ -121,6 +162,8 @@ pub fn new_plugin(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf>
                 Lang::Rust => "Rust",
                 Lang::Python => "Python, componentize-py",
                 Lang::Js => "JavaScript, jco",
+                Lang::Go => "Go, GOOS=wasip1",
+                Lang::C => "C, clang and wasi-libc",
             },
             usage(lang, name)
         ),
@@ -159,7 +202,7 @@ mod tests {
     #[test]
     fn writes_every_file_with_the_name_filled_in() {
         let dir = std::env::temp_dir().join(format!("sluice-scaffold-{}", std::process::id()));
-        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::Go, Lang::C] {
             let name = format!("my-plugin-{lang:?}").to_lowercase();
             let root = new_plugin(&name, lang, &dir).unwrap();
             assert_eq!(

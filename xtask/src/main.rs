@@ -182,13 +182,12 @@ fn build_plugins(root: &Path, which: Plugins) -> anyhow::Result<()> {
             .join(format!("{file}.wasm"));
         let bytes =
             std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-        // wasm32-wasip2 output is a component already; core modules get wrapped.
+        // wasm32-wasip2 output is a component already; core modules get wrapped (their WIT
+        // metadata is in them, from wit-bindgen).
         let component = if *target == WASI_TARGET {
             bytes
         } else {
-            wit_component::ComponentEncoder::default()
-                .module(&bytes)
-                .and_then(|e| e.validate(true).encode())
+            polyglot::componentize(root, &bytes)
                 .with_context(|| format!("making a component of {}", module.display()))?
         };
         let out_dir = root.join(dist);

@@ -38,10 +38,12 @@ pub enum Lang {
     Python,
     JavaScript,
     Go,
+    C,
 }
 
 /// The non-Rust plugins. Each directory holds `app.py` (Python), `plugin.js` (JavaScript) or
-/// a Go package (`abi.go` and the transform).
+/// a Go package's own transform and `go.mod` (built with the shared Go files of
+/// `guest-plugins/transforms-go`: `abi.go`, JSON, config, paths, matcher).
 /// A `plugin.js` with its own `export function process` is a whole module; otherwise it is
 /// bundled with the shared library (`guest-plugins/transforms-js`, as Python plugins import
 /// `guest-plugins/transforms-py`).
@@ -51,6 +53,8 @@ pub const PLUGINS: &[Polyglot] = &[
     plugin("guest-plugins/keyword-filter-js", Lang::JavaScript, DIST),
     plugin("guest-plugins/enrich-js", Lang::JavaScript, DIST),
     plugin("guest-plugins/keyword-filter-go", Lang::Go, DIST),
+    plugin("guest-plugins/enrich-go", Lang::Go, DIST),
+    plugin("guest-plugins/keyword-filter-c", Lang::C, DIST),
     plugin("tests/plugins/hostile-js", Lang::JavaScript, TEST_DIST),
 ];
 
@@ -59,6 +63,7 @@ const TEST_DIST: &str = "tests/plugins/dist";
 
 const PY_LIB: &str = "guest-plugins/transforms-py";
 const JS_LIB: &str = "guest-plugins/transforms-js";
+const GO_LIB: &str = "guest-plugins/transforms-go";
 
 /// Builds every non-Rust plugin into its dist directory.
 pub fn build(root: &Path, build_dir: &Path) -> anyhow::Result<()> {
@@ -102,12 +107,26 @@ pub fn build_one(
     let work = build_dir.join(name.trim_end_matches(".wasm"));
     std::fs::create_dir_all(&work)?;
     let out = work.join(&name);
+    let wit = root.join("wit");
     let lib = root.join(match lang {
         Lang::Python => PY_LIB,
         Lang::JavaScript => JS_LIB,
-        Lang::Go => dir,
+        Lang::Go => GO_LIB,
+        Lang::C => C_BINDINGS,
     });
-    let stamp = inputs_stamp(&[&src, &lib, &root.join("wit")], lang)?;
+    if lang == Lang::C {
+        write_c_bindings(root)?;
+    }
+    // Go and C modules become components through sluice-componentize: its code is an input.
+    let componentize = root.join("host/componentize/src");
+    let mut inputs = vec![src.as_path(), lib.as_path(), wit.as_path()];
+    if matches!(lang, Lang::Go | Lang::C) {
+        inputs.push(&componentize);
+    }
+    let mut stamp = inputs_stamp(&inputs, lang)?;
+    if lang == Lang::C {
+        stamp = format!("{stamp} {}", c_stamp()?);
+    }
     let stamp_file = work.join("inputs.stamp");
     if out.is_file() && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(&stamp) {
         return Ok(out);
@@ -153,23 +172,34 @@ pub fn build_one(
             }
         }
         Lang::Go => build_go(root, &src, &work, &out)?,
+        Lang::C => build_c(root, &src, &work, &out)?,
     }
     std::fs::write(&stamp_file, stamp)?;
     Ok(out)
 }
 
 /// Go: the package's sources and the generated table in `work`, built as a wasip1 reactor
-/// (`-buildmode=c-shared`), then made a component: WIT metadata for the world `transform`,
-/// and the preview1 adapter for what the Go runtime imports (so it needs `grants.wasi`). The
-/// adapter gets its memory from a static arena in the Go module (see abi.go) through an
-/// allocator appended to the module here.
+/// (`-buildmode=c-shared`), then made a component by `sluice-componentize` (WIT metadata, the
+/// preview1 adapter for what the Go runtime imports, so it needs `grants.wasi`, and the
+/// adapter's memory from the arena abi.go declares).
 fn build_go(root: &Path, src: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
     go_version_ok()?;
-    for entry in std::fs::read_dir(src)? {
+    // One package: the shared Go files, then the plugin's own and its go.mod. Go files left in
+    // `work` by an earlier build go first (a renamed file would be compiled twice).
+    for entry in std::fs::read_dir(work)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".go") || name == "go.mod" {
-            std::fs::copy(&path, work.join(name))?;
+        if path.extension().is_some_and(|e| e == "go") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let shared = root.join(GO_LIB);
+    for dir in [shared.as_path(), src] {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".go") || (dir == src && name == "go.mod") {
+                std::fs::copy(&path, work.join(name))?;
+            }
         }
     }
     std::fs::write(
@@ -187,33 +217,18 @@ fn build_go(root: &Path, src: &Path, work: &Path, out: &Path) -> anyhow::Result<
         .current_dir(work)
         .env("GOOS", "wasip1")
         .env("GOARCH", "wasm"))?;
-    let arena = go_arena_address(&core)?;
-    let mut module = add_adapter_realloc(&std::fs::read(&core)?, arena, GO_ADAPTER_ARENA)?;
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve.push_dir(root.join("wit"))?;
-    let world = resolve.select_world(&[pkg], Some("transform"))?;
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-        false,
-    )?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .validate(true)
-        .encode()
+    let component = componentize(root, &std::fs::read(&core)?)
         .context("making a component of the Go module")?;
     std::fs::write(out, component)?;
     Ok(())
 }
 
-/// The size of the Go plugin's `adapterArena` (abi.go).
-const GO_ADAPTER_ARENA: u32 = 256 << 10;
+/// The component made of a core module built against `wit/` (Rust, Go, C), the way
+/// `host plugin componentize` makes it.
+pub fn componentize(root: &Path, module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let wit = std::fs::read_to_string(root.join("wit/transform.wit"))?;
+    sluice_componentize::componentize(module, &wit)
+}
 
 /// `go version` must say 1.24 or later (`//go:wasmexport`).
 fn go_version_ok() -> anyhow::Result<()> {
@@ -233,246 +248,6 @@ fn go_version_ok() -> anyhow::Result<()> {
             text.trim()
         ),
     }
-}
-
-/// The address of the Go plugin's `adapterArena`: the module is run once under Node's WASI
-/// (as a plain preview1 reactor) and asked through its `sluice_adapter_arena` export. A Go
-/// global's address is fixed when the module is linked, so it holds in the component too.
-fn go_arena_address(core: &Path) -> anyhow::Result<u32> {
-    let script = r#"
-const { WASI } = require('node:wasi');
-const fs = require('node:fs');
-const wasi = new WASI({ version: 'preview1', args: [], env: {} });
-const mod = new WebAssembly.Module(fs.readFileSync(process.argv[1]));
-const inst = new WebAssembly.Instance(mod, { ...wasi.getImportObject(), 'sluice:transform/log@0.1.0': { log() {} } });
-wasi.initialize(inst);
-process.stdout.write(String(inst.exports.sluice_adapter_arena()));
-"#;
-    let out = Command::new("node")
-        .args(["--no-warnings", "-e", script])
-        .arg(core)
-        .output()
-        .context("running node to read the Go module's arena address")?;
-    if !out.status.success() {
-        bail!(
-            "reading the Go module's arena address: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
-}
-
-fn read_leb(b: &[u8], pos: &mut usize) -> anyhow::Result<u32> {
-    let (mut value, mut shift) = (0u64, 0);
-    loop {
-        let byte = *b.get(*pos).context("truncated LEB128")?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(u32::try_from(value)?);
-        }
-        shift += 7;
-    }
-}
-
-fn write_leb(out: &mut Vec<u8>, mut v: u32) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn write_sleb(out: &mut Vec<u8>, v: i32) {
-    let mut v = i64::from(v);
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        let done = (v == 0 && byte & 0x40 == 0) || (v == -1 && byte & 0x40 != 0);
-        out.push(if done { byte } else { byte | 0x80 });
-        if done {
-            return;
-        }
-    }
-}
-
-/// A vector section's entries: the count, and the bytes after it.
-fn vec_section(body: &[u8]) -> anyhow::Result<(u32, &[u8])> {
-    let mut pos = 0;
-    let n = read_leb(body, &mut pos)?;
-    Ok((n, &body[pos..]))
-}
-
-fn rebuild_vec(count: u32, entries: &[u8], extra: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_leb(&mut out, count + 1);
-    out.extend_from_slice(entries);
-    out.extend_from_slice(extra);
-    out
-}
-
-/// Appends `cabi_realloc_adapter(old, old_size, align, size) -> ptr` to the module: a bump
-/// allocator over `[arena, arena + len)` whose first word holds the next free address. It never
-/// reallocates (a non-null `old` traps) and traps when the arena is full.
-fn add_adapter_realloc(module: &[u8], arena: u32, len: u32) -> anyhow::Result<Vec<u8>> {
-    const I32: u8 = 0x7f;
-    let mut sections: Vec<(u8, Vec<u8>)> = Vec::new();
-    let mut pos = 8;
-    while pos < module.len() {
-        let id = module[pos];
-        pos += 1;
-        let size = read_leb(module, &mut pos)? as usize;
-        sections.push((id, module[pos..pos + size].to_vec()));
-        pos += size;
-    }
-    fn body(sections: &[(u8, Vec<u8>)], id: u8) -> Option<Vec<u8>> {
-        sections
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, b)| b.clone())
-    }
-    fn replace(sections: &mut [(u8, Vec<u8>)], id: u8, new: Vec<u8>) {
-        if let Some(s) = sections.iter_mut().find(|(i, _)| *i == id) {
-            s.1 = new;
-        }
-    }
-    // The function type (i32 i32 i32 i32) -> i32, added if missing.
-    let types = body(&sections, 1).context("no type section")?;
-    let (type_count, mut rest) = vec_section(&types)?;
-    let mut type_index = None;
-    for i in 0..type_count {
-        if rest.first() != Some(&0x60) {
-            bail!("unexpected type form in the Go module");
-        }
-        let mut p = 1;
-        let params = read_leb(rest, &mut p)? as usize;
-        let param_types = &rest[p..p + params];
-        p += params;
-        let results = read_leb(rest, &mut p)? as usize;
-        let result_types = &rest[p..p + results];
-        p += results;
-        if param_types == [I32; 4] && result_types == [I32] {
-            type_index = Some(i);
-        }
-        rest = &rest[p..];
-    }
-    let sig = [0x60, 4, I32, I32, I32, I32, 1, I32];
-    let type_index = match type_index {
-        Some(i) => i,
-        None => {
-            let (n, entries) = vec_section(&types)?;
-            let rebuilt = rebuild_vec(n, entries, &sig);
-            replace(&mut sections, 1, rebuilt);
-            type_count
-        }
-    };
-    // The new function's index: after every imported and defined function.
-    let mut imported = 0;
-    if let Some(imports) = body(&sections, 2) {
-        let (n, mut rest) = vec_section(&imports)?;
-        for _ in 0..n {
-            let mut p = 0;
-            for _ in 0..2 {
-                let l = read_leb(rest, &mut p)? as usize;
-                p += l;
-            }
-            let kind = rest[p];
-            p += 1;
-            match kind {
-                0x00 => {
-                    read_leb(rest, &mut p)?;
-                    imported += 1;
-                }
-                0x01 => {
-                    p += 1;
-                    let flags = read_leb(rest, &mut p)?;
-                    read_leb(rest, &mut p)?;
-                    if flags & 1 != 0 {
-                        read_leb(rest, &mut p)?;
-                    }
-                }
-                0x02 => {
-                    let flags = read_leb(rest, &mut p)?;
-                    read_leb(rest, &mut p)?;
-                    if flags & 1 != 0 {
-                        read_leb(rest, &mut p)?;
-                    }
-                }
-                0x03 => p += 2,
-                other => bail!("unexpected import kind {other} in the Go module"),
-            }
-            rest = &rest[p..];
-        }
-    }
-    let functions = body(&sections, 3).context("no function section")?;
-    let (defined, entries) = vec_section(&functions)?;
-    let mut idx = Vec::new();
-    write_leb(&mut idx, type_index);
-    let rebuilt = rebuild_vec(defined, entries, &idx);
-    replace(&mut sections, 3, rebuilt);
-    let func_index = imported + defined;
-
-    // The body: locals (1 i32 `p`), then the bump allocation.
-    let arena = i32::try_from(arena)?;
-    let end = arena
-        .checked_add(i32::try_from(len)?)
-        .context("arena address overflows")?;
-    let mut code = vec![1, 1, I32]; // one local group: 1 x i32 (local 4)
-    let c = &mut code;
-    let i32_const = |c: &mut Vec<u8>, v: i32| {
-        c.push(0x41);
-        write_sleb(c, v);
-    };
-    // if old != 0 { unreachable }
-    c.extend([0x20, 0, 0x04, 0x40, 0x00, 0x0b]);
-    // p = load(arena); if p == 0 { p = arena + 8 }
-    i32_const(c, arena);
-    c.extend([0x28, 2, 0, 0x22, 4, 0x45, 0x04, 0x40]);
-    i32_const(c, arena + 8);
-    c.extend([0x21, 4, 0x0b]);
-    // p = (p + align - 1) & -align
-    c.extend([0x20, 4, 0x20, 2, 0x6a]);
-    i32_const(c, 1);
-    c.push(0x6b);
-    i32_const(c, 0);
-    c.extend([0x20, 2, 0x6b, 0x71, 0x21, 4]);
-    // if p + size > end { unreachable }
-    c.extend([0x20, 4, 0x20, 3, 0x6a]);
-    i32_const(c, end);
-    c.extend([0x4b, 0x04, 0x40, 0x00, 0x0b]);
-    // store(arena, p + size); p
-    i32_const(c, arena);
-    c.extend([0x20, 4, 0x20, 3, 0x6a, 0x36, 2, 0, 0x20, 4, 0x0b]);
-    let mut entry = Vec::new();
-    write_leb(&mut entry, code.len() as u32);
-    entry.extend(code);
-    let codes = body(&sections, 10).context("no code section")?;
-    let (n, entries) = vec_section(&codes)?;
-    let rebuilt = rebuild_vec(n, entries, &entry);
-    replace(&mut sections, 10, rebuilt);
-
-    let exports = body(&sections, 7).context("no export section")?;
-    let (n, entries) = vec_section(&exports)?;
-    let name = b"cabi_realloc_adapter";
-    let mut export = Vec::new();
-    write_leb(&mut export, name.len() as u32);
-    export.extend_from_slice(name);
-    export.push(0x00);
-    write_leb(&mut export, func_index);
-    let rebuilt = rebuild_vec(n, entries, &export);
-    replace(&mut sections, 7, rebuilt);
-
-    let mut out = module[..8].to_vec();
-    for (id, body) in sections {
-        out.push(id);
-        write_leb(&mut out, body.len() as u32);
-        out.extend(body);
-    }
-    Ok(out)
 }
 
 /// The one JavaScript module jco componentizes: the generated table, the library, the glue and
@@ -677,4 +452,151 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{:?} failed ({status})", cmd.get_program());
     }
     Ok(())
+}
+
+/// Where the C bindings of the world `transform` live (committed: plugin authors get them).
+const C_BINDINGS: &str = "guest-plugins/c-bindings";
+
+/// The C compiler: clang with the wasm32-wasi target and wasi-libc (Debian's clang, lld and
+/// wasi-libc packages).
+const CLANG: &str = "clang";
+
+/// Writes `transform.c` and `transform.h`, generated by `wit-bindgen-c` from `wit/`, to
+/// [`C_BINDINGS`], each only if its content changed. The component-type object is not made:
+/// the WIT metadata is embedded when the module becomes a component.
+fn write_c_bindings(root: &Path) -> anyhow::Result<()> {
+    use wit_bindgen_core::{Files, wit_parser::Resolve};
+    let mut resolve = Resolve::default();
+    let (pkg, _) = resolve.push_dir(root.join("wit"))?;
+    let world = resolve.select_world(&[pkg], Some("transform"))?;
+    let mut files = Files::default();
+    let opts = wit_bindgen_c::Opts {
+        no_object_file: true,
+        ..Default::default()
+    };
+    opts.build()
+        .generate(&mut resolve, world, &mut files)
+        .context("generating the C bindings")?;
+    let dir = root.join(C_BINDINGS);
+    std::fs::create_dir_all(&dir)?;
+    for (name, contents) in files.iter() {
+        let path = dir.join(name);
+        if std::fs::read(&path).ok().as_deref() != Some(contents) {
+            std::fs::write(&path, contents)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a C build reads besides its files: the compiler's version and the generated tables.
+fn c_stamp() -> anyhow::Result<String> {
+    let mut h = DefaultHasher::new();
+    c_tables()?.hash(&mut h);
+    Ok(format!("{} {:016x}", clang_version()?, h.finish()))
+}
+
+/// The first line of `clang --version`, which also checks that clang is there.
+fn clang_version() -> anyhow::Result<String> {
+    let out = Command::new(CLANG).arg("--version").output().context(
+        "running `clang --version`: the C plugins need clang, lld and wasi-libc \
+         (Debian: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)",
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// C: the plugin's `.c` files, the bindings and the generated Unicode tables, compiled by clang
+/// against wasi-libc as a reactor module, then made a component. The module imports only the
+/// host's `log` (no WASI), so the component gets the WIT metadata and no adapter.
+fn build_c(root: &Path, src: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
+    let tables = work.join("unicode_tables.c");
+    std::fs::write(&tables, c_tables()?)?;
+    let bindings = root.join(C_BINDINGS);
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(src)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    sources.retain(|p| p.extension().is_some_and(|e| e == "c"));
+    sources.sort();
+    let core = work.join("core.wasm");
+    run(Command::new(CLANG)
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(src)
+        .arg("-I")
+        .arg(&bindings)
+        .args(&sources)
+        .arg(bindings.join("transform.c"))
+        .arg(&tables)
+        .arg("-o")
+        .arg(&core))?;
+    let component =
+        componentize(root, &std::fs::read(&core)?).context("making a component of the C module")?;
+    std::fs::write(out, component)?;
+    Ok(())
+}
+
+/// The flags of a C plugin's build (also in guest-plugins/keyword-filter-c/README.md).
+const C_FLAGS: &[&str] = &[
+    "--target=wasm32-wasi",
+    "-mexec-model=reactor",
+    "-O2",
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+];
+
+/// The C plugins' Unicode tables, computed from the Rust toolchain like the Python and
+/// JavaScript alnum table, so that C agrees with Rust on every code point (wasi-libc's
+/// `towlower` follows an older Unicode and lacks some mappings Rust has, e.g. Ⓐ -> ⓐ):
+/// `alnum_ranges` (non-ASCII `char::is_alphanumeric`), `lower_map` (the non-ASCII characters
+/// whose `char::to_lowercase` is not themselves: code point, then one or two characters, 0 for
+/// none), `cased_ranges` (non-ASCII characters whose lowercase or uppercase is not themselves)
+/// and `debug_escaped_ranges` (non-ASCII characters that `{:?}` writes as `\u{..}`, for the
+/// config errors). Ranges are sorted, half-open, flattened.
+fn c_tables() -> anyhow::Result<String> {
+    let mut lower = Vec::new();
+    let mut cased: Vec<u32> = Vec::new();
+    let mut escaped: Vec<u32> = Vec::new();
+    for c in (0x80..=0x10FFFF_u32).filter_map(char::from_u32) {
+        let l: Vec<u32> = c.to_lowercase().map(u32::from).collect();
+        if l != [u32::from(c)] {
+            if l.len() > 2 {
+                bail!(
+                    "the lowercase of U+{:04X} has more than two characters",
+                    u32::from(c)
+                );
+            }
+            lower.extend([u32::from(c), l[0], l.get(1).copied().unwrap_or(0)]);
+        }
+        let caseless = l == [u32::from(c)] && c.to_uppercase().eq([c]);
+        if !caseless {
+            push_range(&mut cased, u32::from(c));
+        }
+        if c.escape_debug().next() == Some('\\') {
+            push_range(&mut escaped, u32::from(c));
+        }
+    }
+    let alnum = alnum_ranges();
+    let array = |name: &str, v: &[u32]| {
+        format!(
+            "const uint32_t {name}[] = {{{}}};\nconst size_t {name}_len = {};\n",
+            joined(v),
+            v.len()
+        )
+    };
+    Ok(format!(
+        "// Generated by cargo xtask plugins from Rust's char::is_alphanumeric, to_lowercase,\n// to_uppercase and escape_debug.\n#include \"unicode_tables.h\"\n\n{}{}{}{}",
+        array("alnum_ranges", &alnum),
+        array("lower_map", &lower),
+        array("cased_ranges", &cased),
+        array("debug_escaped_ranges", &escaped)
+    ))
+}
+
+/// Adds `cp` to sorted, flattened half-open ranges, extending the last one when it touches.
+fn push_range(ranges: &mut Vec<u32>, cp: u32) {
+    match ranges.last_mut() {
+        Some(end) if *end == cp => *end = cp + 1,
+        _ => ranges.extend([cp, cp + 1]),
+    }
 }

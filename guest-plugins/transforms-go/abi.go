@@ -58,11 +58,14 @@ func pin(b []byte) uint32 {
 // The WASI preview1 adapter needs memory of its own (its state and a shadow stack) from the
 // first WASI call on, which the Go runtime makes during its start-up, before Go code such as
 // cabi_realloc can run; and memory it took with memory.grow would be handed out again by Go's
-// heap, which assumes it owns the end of linear memory. So it gets this static region:
-// `cabi_realloc_adapter`, a small bump allocator in plain WebAssembly that the build appends to
-// the module, allocates from it. The build asks for its address through this export once.
-var adapterArena [256 << 10]byte
+// heap, which assumes it owns the end of linear memory. So it gets this static region: the
+// componentize step (host/componentize) finds it by the marker it starts with and appends
+// `cabi_realloc_adapter`, a small bump allocator in plain WebAssembly, that allocates from it.
+// The marker and the size are that step's ARENA_MARKER and ARENA_LEN.
+var adapterArena = [256 << 10]byte{'s', 'l', 'u', 'i', 'c', 'e', '.', 'a', 'd', 'a', 'p', 't', 'e', 'r', '.', '1'}
 
+// Exported so that the linker keeps the arena, which no Go code uses.
+//
 //go:wasmexport sluice_adapter_arena
 func adapterArenaAddr() uint32 { return addr(unsafe.Pointer(&adapterArena[0])) }
 

@@ -1,0 +1,3 @@
+module sluice.dev/enrich-go
+
+go 1.24
