@@ -459,7 +459,8 @@ image_pipeline() {
   {
     printf '# In %s: plugins from /plugins, files in /var/lib/sluice (paths rewritten by compose/docker.sh).\n' "$IMG_HOST"
     sed -E -e 's|^(plugin *= *")[^"]*/([^/"]+\.wasm")|\1/plugins/\2|' \
-      -e 's|^(path *= *")([^/"][^"]*/)?([^/"]+")|\1/var/lib/sluice/\3|' "$1"
+      -e 's|^(path *= *")([^/"][^"]*/)?([^/"]+")|\1/var/lib/sluice/\3|' \
+      -e 's|^(dir *= *")([^/"][^"]*/)?([^/"]+")|\1/var/lib/sluice/\3|' "$1"
   } >"$2"
 }
 

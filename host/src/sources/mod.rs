@@ -1,5 +1,6 @@
 //! The sources, one module each: synthetic tweets ([`generate`]), NDJSON files ([`file`]), a
-//! Kafka consumer group ([`kafka`]) and the Twitter filtered stream ([`twitter`]).
+//! Kafka consumer group ([`kafka`]) and the Twitter filtered stream ([`twitter`]), which can
+//! be read through a disk [`spool`].
 //!
 //! A source is its settings struct (`[source]`, checked by `host check`) implementing
 //! [`SourceSettings`], and what it opens implementing [`Source`]; the registry below is the
@@ -11,6 +12,7 @@ pub mod file;
 pub mod generate;
 pub mod kafka;
 mod pace;
+pub mod spool;
 pub mod twitter;
 
 pub use api::{Batch, Source, SourceContext, SourceSettings};

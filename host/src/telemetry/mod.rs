@@ -44,6 +44,9 @@ pub mod names {
     pub const KAFKA_LAG: &str = "kafka_consumer_lag";
     pub const READY: &str = "stage_ready";
     pub const STAGE_INDEX: &str = "stage_index";
+    pub const SPOOL_BYTES: &str = "spool_bytes";
+    pub const SPOOL_RECORDS: &str = "spool_records";
+    pub const SPOOL_DROPPED: &str = "spool_dropped";
 }
 
 /// Upper bounds of the latency histograms: 0.25 ms doubling to about 16 s.
@@ -162,10 +165,16 @@ families! {
         "kafka_committed_offset", "The consumer group's committed offset";
     kafka_rebalances: Family<StageLabel, Counter> = Family::default(),
         "kafka_rebalances", "Partition assignments received";
+    kafka_restarts: Family<StageLabel, Counter> = Family::default(),
+        "kafka_consumer_restarts",
+        "Kafka consumers replaced after a fatal error (e.g. fenced by another member)";
     reconnects: Family<KindLabels, Counter> = Family::default(),
         "source_reconnects", "Reconnections of a streaming source, by reason (kind)";
     stalls: Family<StageLabel, Counter> = Family::default(),
         "source_stalls", "Streams that went silent past their stall timeout";
+    duplicates: Family<StageLabel, Counter> = Family::default(),
+        "source_duplicates",
+        "Records a streaming source dropped as already delivered (a backfill's overlap)";
     queue_batches: Family<QueueLabel, Gauge> = Family::default(),
         "queue_batches", "Batches waiting in a queue between stages";
     ready: Family<StageLabel, Gauge> = Family::default(),
@@ -174,6 +183,15 @@ families! {
         names::STAGE_INDEX, "Position of the stage in the pipeline, for display order";
     reloads: Family<ResultLabel, Counter> = Family::default(),
         "reloads", "Reloads of the transforms (SIGHUP), by outcome: ok, error (old ones kept)";
+    spool_bytes: Family<StageLabel, Gauge> = Family::default(),
+        names::SPOOL_BYTES, "Bytes a source's disk spool holds";
+    spool_records: Family<StageLabel, Gauge> = Family::default(),
+        names::SPOOL_RECORDS, "Records in a source's disk spool not yet committed";
+    spool_full: Family<StageLabel, Gauge> = Family::default(),
+        "spool_full", "1 while a source's disk spool is full";
+    spool_dropped: Family<KindLabels, Counter> = Family::default(),
+        names::SPOOL_DROPPED,
+        "Records a disk spool dropped because it was full (kind full), and damaged tails it cut off after a crash (kind torn)";
 }
 
 /// A host's metrics and readiness; cheap to clone.
@@ -293,6 +311,10 @@ impl Telemetry {
                 .families()
                 .kafka_rebalances
                 .get_or_create_owned(&stage(name)),
+            restarts: self
+                .families()
+                .kafka_restarts
+                .get_or_create_owned(&stage(name)),
         }
     }
 
@@ -302,6 +324,19 @@ impl Telemetry {
             telemetry: Some(self.clone()),
             stage: name.to_string(),
             stalls: self.families().stalls.get_or_create_owned(&stage(name)),
+            duplicates: self.families().duplicates.get_or_create_owned(&stage(name)),
+        }
+    }
+
+    /// The disk spool of a source.
+    pub fn spool(&self, name: &str) -> SpoolMetrics {
+        let (f, l) = (self.families(), stage(name));
+        SpoolMetrics {
+            bytes: f.spool_bytes.get_or_create_owned(&l),
+            records: f.spool_records.get_or_create_owned(&l),
+            full: f.spool_full.get_or_create_owned(&l),
+            dropped_full: f.spool_dropped.get_or_create_owned(&kind(name, "full")),
+            torn_tails: f.spool_dropped.get_or_create_owned(&kind(name, "torn")),
         }
     }
 
@@ -469,6 +504,7 @@ pub struct KafkaMetrics {
     telemetry: Option<Telemetry>,
     stage: String,
     pub rebalances: Counter,
+    pub restarts: Counter,
 }
 
 impl KafkaMetrics {
@@ -505,12 +541,23 @@ impl KafkaMetrics {
     }
 }
 
+/// A source's disk spool.
+#[derive(Clone, Default)]
+pub struct SpoolMetrics {
+    pub bytes: Gauge,
+    pub records: Gauge,
+    pub full: Gauge,
+    pub dropped_full: Counter,
+    pub torn_tails: Counter,
+}
+
 /// Reconnects and stalls of a streaming source.
 #[derive(Clone, Default)]
 pub struct StreamMetrics {
     telemetry: Option<Telemetry>,
     stage: String,
     pub stalls: Counter,
+    pub duplicates: Counter,
 }
 
 impl StreamMetrics {

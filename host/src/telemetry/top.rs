@@ -26,6 +26,15 @@ struct StageRow {
     buckets: Vec<(f64, f64)>,
     lag: Option<f64>,
     ready: Option<bool>,
+    spool: Option<SpoolRow>,
+}
+
+/// A stage's disk spool.
+#[derive(Debug, Default, Clone)]
+struct SpoolRow {
+    records: f64,
+    bytes: f64,
+    dropped: f64,
 }
 
 /// What one scrape of the endpoint says.
@@ -80,6 +89,12 @@ impl Snapshot {
                 row.ready = Some(value > 0.5);
             } else if m == metric(names::STAGE_INDEX) {
                 row.index = value;
+            } else if m == metric(names::SPOOL_RECORDS) {
+                row.spool.get_or_insert_default().records = value;
+            } else if m == metric(names::SPOOL_BYTES) {
+                row.spool.get_or_insert_default().bytes = value;
+            } else if m == counter(names::SPOOL_DROPPED) {
+                row.spool.get_or_insert_default().dropped += value;
             } else if m == metric(names::BATCH_SECONDS)
                 && let Value::Histogram(buckets) = &s.value
             {
@@ -216,6 +231,19 @@ fn render(addr: &str, now: &Snapshot, before: Option<&Snapshot>) -> String {
             row.lag.map_or("-".into(), count),
         );
     }
+    for (stage, spool) in now
+        .stages
+        .iter()
+        .filter_map(|(s, r)| Some((s, r.spool.as_ref()?)))
+    {
+        let _ = writeln!(
+            out,
+            "spool of {stage}: {} records not yet committed, {:.1} MiB, {} dropped",
+            count(spool.records),
+            spool.bytes / (1 << 20) as f64,
+            count(spool.dropped)
+        );
+    }
     out
 }
 
@@ -318,5 +346,17 @@ mod tests {
         // Stages in pipeline order, not alphabetical.
         let row = |name: &str| frame.lines().position(|l| l.starts_with(name)).unwrap();
         assert!(row("source") < row("sinks.out"), "{frame}");
+        assert!(!frame.contains("spool"), "{frame}");
+
+        let spool = t.spool("source");
+        spool.records.set(12_345);
+        spool.bytes.set(3 << 20);
+        spool.dropped_full.inc_by(7);
+        let third = Snapshot::parse(&t.encode(), start + Duration::from_secs(4)).unwrap();
+        let frame = render("127.0.0.1:9598", &third, Some(&second));
+        assert!(
+            frame.contains("spool of source: 12,345 records not yet committed, 3.0 MiB, 7 dropped"),
+            "{frame}"
+        );
     }
 }

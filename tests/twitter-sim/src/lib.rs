@@ -19,29 +19,54 @@
 //! that reconnects after a drop gets the tweets it has not seen yet: the simulated stream loses
 //! nothing and repeats nothing, which lets tests count exactly.
 //!
-//! A [`Scenario`] sets the failures to play (drops, stalls, 429/503 answers, a non-JSON line),
-//! the rate and the keep-alive interval; it can be changed at run time with
-//! `POST /_sim/scenario` (a partial JSON object, merged into the current one). `GET /_sim/stats`
-//! returns [`Stats`], `GET /_sim/rules` the rules; `/_sim/*` needs no token.
+//! [`Scenario::realtime`] plays the real stream's losses instead: tweets happen on a clock that
+//! starts with the first stream connection accepted in realtime mode, candidate `i` of the
+//! sequence at `i / rate` seconds (`rate` then counts candidates, matching the rules or not),
+//! and a connection sends each matching tweet as it happens. A new connection starts at the
+//! first candidate that has not happened yet: what happened while no client was connected, and
+//! what was in flight on a dropped connection, is lost to it ([`Stats::lost_while_away`]),
+//! unless it asks for `backfill_minutes=N` (1 to 5): then it starts `rate * 60 * N` candidates
+//! earlier (not before the first), re-sending what it may already have had, as the real API does
+//! ([`Stats::backfilled`], [`Stats::duplicates`]). `total` is then the number of matching tweets
+//! that ever happen. With [`Scenario::slow_reader_lag`], a connection that falls that far
+//! behind (the client does not read, its socket fills) is cut, as Twitter disconnects slow
+//! readers ([`Stats::slow_disconnects`]); accepted sockets have a fixed 64 KiB send buffer
+//! (128 KiB in Linux terms), so a client that stops reading blocks its stream after that much
+//! plus what its own receive buffer holds. [`Sim::happened`] lists the matching tweets that have
+//! happened, what a client that lost nothing holds; [`Sim::sent_ids`] every tweet written.
+//!
+//! A [`Scenario`] sets the failures to play (drops, stalls, 429/503 answers, a non-JSON line,
+//! realtime losses), the rate and the keep-alive interval; it can be changed at run time with
+//! `POST /_sim/scenario` (a partial JSON object, merged into the current one; 400 for a
+//! scenario that cannot be played, e.g. `realtime` without `rate`). `GET /_sim/stats` returns
+//! [`Stats`], `GET /_sim/rules` the rules, `GET /_sim/happened` the ids of
+//! [`Sim::happened`] (`{"ids": ["..."], "all_happened": bool}`), `GET /_sim/sent` those of
+//! [`Sim::sent_ids`] (`{"ids": [...]}`); `/_sim/*` needs no token.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::connect_info::Connected;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -68,11 +93,14 @@ pub struct Scenario {
     /// Seed of the tweet sequence.
     pub seed: u64,
     /// Tweets to send in all (over every connection); then the stream only sends keep-alives,
-    /// or ends if `end_when_done`. `None`: unlimited.
+    /// or ends if `end_when_done`. `None`: unlimited. In realtime mode: the matching tweets that
+    /// happen, the first `total` candidates that match the current rules.
     pub total: Option<u64>,
-    /// End the response cleanly once `total` tweets are sent.
+    /// End the response cleanly once `total` tweets are sent (realtime: once all have happened
+    /// and the connection has sent those from its cursor on).
     pub end_when_done: bool,
-    /// Tweets per second; 0 sends as fast as the client reads.
+    /// Tweets per second; 0 sends as fast as the client reads. Realtime mode: candidates of the
+    /// sequence (matching the rules or not) that happen per second.
     pub rate: f64,
     /// Interval of the `\r\n` keep-alive while no tweet is sent; 0 disables keep-alives.
     pub keepalive_ms: u64,
@@ -100,6 +128,23 @@ pub struct Scenario {
     pub garbage_after: Option<u64>,
     /// The length of that line without its `\n` (`x` repeated); 0: a short HTML line.
     pub garbage_bytes: usize,
+    /// Realtime mode (needs a finite `rate > 0`): tweets happen on a clock whether or not a
+    /// client is connected, and a client that is away, or too slow, loses them unless it asks
+    /// for backfill. Candidate `i` happens `i / rate` seconds after the clock started (at the
+    /// first stream connection accepted in realtime mode), so `rate` counts candidates of the
+    /// sequence, matching or not, not tweets sent. A new connection starts at the first
+    /// candidate that has not happened yet, or with `backfill_minutes=N` `rate * 60 * N`
+    /// candidates earlier (not before 0), sending again what an earlier connection may have
+    /// sent. `total` is the number of rule-matching tweets that ever happen. `false`: the
+    /// lossless cursor of the module docs. `POST /_sim/scenario` and [`Sim::start`] refuse
+    /// `realtime` without a finite `rate > 0`; set through [`Sim::update`] it is ignored then.
+    pub realtime: bool,
+    /// In realtime mode, drop a connection (abruptly, counted in
+    /// [`Stats::slow_disconnects`]) once its cursor is more than this many candidates behind
+    /// the realtime position, as Twitter disconnects a slow reader. Checked every 20 ms, also
+    /// while the response is blocked on a full socket; keep it well above `rate / 10` so
+    /// scheduling noise does not trip it. `None`: never.
+    pub slow_reader_lag: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -121,7 +166,19 @@ impl Default for Scenario {
             stall_every: false,
             garbage_after: None,
             garbage_bytes: 0,
+            realtime: false,
+            slow_reader_lag: None,
         }
+    }
+}
+
+impl Scenario {
+    /// Checks what cannot be played: `realtime` without a finite `rate > 0`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.realtime && !(self.rate > 0.0 && self.rate.is_finite()) {
+            return Err("realtime needs a finite rate > 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -149,7 +206,8 @@ pub struct Stats {
     pub unauthorized: u64,
     /// Rules requests (GET and POST) with a valid token.
     pub rules_requests: u64,
-    /// Tweets handed to a connection (the cursor).
+    /// Tweet lines written to connections (the cursor, in the default mode; in realtime mode
+    /// duplicates sent for backfill count too).
     pub tweets_sent: u64,
     pub keepalives_sent: u64,
     pub garbage_sent: u64,
@@ -161,6 +219,25 @@ pub struct Stats {
     pub last_stream_query: Option<String>,
     /// A stream connection is open.
     pub active: bool,
+    /// Stream requests with a valid token and `backfill_minutes` of 1 or more (any mode,
+    /// answered or rejected).
+    pub backfill_requests: u64,
+    /// Realtime mode: tweet lines written from a connection's backfill window, i.e. from before
+    /// the realtime position at its connect (sent again, or recovered). Part of `tweets_sent`.
+    pub backfilled: u64,
+    /// Tweet lines repeating a tweet already written to some connection. Part of `tweets_sent`.
+    pub duplicates: u64,
+    /// Realtime mode: rule-matching tweets that happened with no connection there to take them
+    /// and that the next connection skipped (it started past them, with no or too short a
+    /// backfill). Counted when that connection starts, from the last candidate sent or skipped
+    /// before. Tweets written to a connection that dropped are not in it (they were sent).
+    pub lost_while_away: u64,
+    /// Realtime mode: connections dropped for falling more than `slow_reader_lag` behind.
+    /// Not counted in `drops`.
+    pub slow_disconnects: u64,
+    /// Realtime mode: index of the first candidate that has not happened yet (capped at the end
+    /// set by `total`); `None` before the clock started.
+    pub realtime_position: Option<u64>,
 }
 
 struct Shared {
@@ -180,11 +257,220 @@ struct Inner {
     stats: Stats,
     drops_done: u64,
     stalls_done: u64,
+    /// Realtime clock, started by the first connection accepted in realtime mode.
+    clock: Option<Clock>,
+    /// Every candidate below this was written to a connection or counted lost.
+    frontier: u64,
+    /// Ids of the tweet lines written, in order (the first [`SENT_LOG_MAX`]).
+    sent_log: Vec<u64>,
+    /// One bit per candidate index: written to a connection at least once.
+    sent_bits: Vec<u64>,
+    /// Where the sequence ends in realtime mode, for the `total`, seed and rules it was
+    /// computed for.
+    end_cache: Option<(u64, u64, Vec<String>, u64)>,
+}
+
+/// Send buffer of accepted sockets (the kernel doubles it): a client that stops reading blocks
+/// its stream after about this much, rather than after the megabytes autotuning would allow.
+const SEND_BUFFER: u32 = 64 * 1024;
+/// Ids kept for [`Sim::sent_ids`].
+const SENT_LOG_MAX: usize = 1_000_000;
+/// `pos` of a connection that is not in realtime mode (yet).
+const NO_POS: u64 = u64::MAX;
+
+/// When candidates happen in realtime mode: candidate `base + k` at `at + k / rate`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    at: Instant,
+    base: u64,
+    rate: f64,
+}
+
+impl Clock {
+    fn elapsed(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.at).as_secs_f64() * self.rate
+    }
+
+    /// Index of the first candidate that has not happened by `now`.
+    fn happened(&self, now: Instant) -> u64 {
+        self.base
+            .saturating_add(self.elapsed(now).floor() as u64 + 1)
+    }
+
+    /// Index of the first candidate that happens at or after `now`.
+    fn first_pending(&self, now: Instant) -> u64 {
+        self.base.saturating_add(self.elapsed(now).ceil() as u64)
+    }
+
+    fn time_of(&self, index: u64) -> Instant {
+        let secs = index.saturating_sub(self.base) as f64 / self.rate;
+        self.at + Duration::from_secs_f64(secs.min(1e9)) + Duration::from_micros(100)
+    }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The rules whose value occurs in `text` (lowercased), case-insensitively.
+fn matching_rules<'a>(rules: &'a [Rule], text: &str) -> Vec<&'a Rule> {
+    rules
+        .iter()
+        .filter(|r| text.contains(&r.value.to_lowercase()))
+        .collect()
+}
+
+impl Inner {
+    fn realtime(&self) -> bool {
+        let rate = self.scenario.rate;
+        self.scenario.realtime && rate > 0.0 && rate.is_finite()
+    }
+
+    /// Re-anchors the clock if the rate changed, so positions stay continuous.
+    fn sync_clock(&mut self, now: Instant) {
+        let rate = self.scenario.rate;
+        if let Some(c) = &mut self.clock
+            && c.rate != rate
+            && rate > 0.0
+            && rate.is_finite()
+        {
+            let base = c.first_pending(now);
+            *c = Clock {
+                at: now,
+                base,
+                rate,
+            };
+        }
+    }
+
+    /// The clock, started now from the cursor if it has not started.
+    fn start_clock(&mut self, now: Instant) -> Clock {
+        self.sync_clock(now);
+        let (base, rate) = (self.cursor, self.scenario.rate);
+        *self.clock.get_or_insert(Clock {
+            at: now,
+            base,
+            rate,
+        })
+    }
+
+    fn matches(&self, index: u64) -> bool {
+        let text = Tweet::new(self.scenario.seed, index).text.to_lowercase();
+        !matching_rules(&self.rules, &text).is_empty()
+    }
+
+    /// Realtime mode: index after the `total`-th candidate that matches the rules (candidates
+    /// from there on never happen); `u64::MAX` without `total`, without rules, or when
+    /// [`SCAN_LIMIT`] candidates in a row match none.
+    fn end(&mut self) -> u64 {
+        let Some(total) = self.scenario.total else {
+            return u64::MAX;
+        };
+        let seed = self.scenario.seed;
+        let rules: Vec<String> = self.rules.iter().map(|r| r.value.to_lowercase()).collect();
+        if let Some((s, t, r, end)) = &self.end_cache
+            && (*s, *t, r) == (seed, total, &rules)
+        {
+            return *end;
+        }
+        let (mut index, mut found, mut last) = (0, 0, 0);
+        while found < total {
+            if rules.is_empty() || index - last > SCAN_LIMIT {
+                index = u64::MAX;
+                break;
+            }
+            if self.matches(index) {
+                found += 1;
+                last = index;
+            }
+            index += 1;
+        }
+        self.end_cache = Some((seed, total, rules, index));
+        index
+    }
+
+    /// Index of the first candidate that has not happened yet, capped at the end; the cursor
+    /// before the clock started.
+    fn happened(&mut self, now: Instant) -> u64 {
+        self.sync_clock(now);
+        let end = self.end();
+        self.clock.map_or(self.cursor, |c| c.happened(now)).min(end)
+    }
+
+    /// Starts a realtime connection: returns where its cursor starts and the realtime position
+    /// (the first candidate that has not happened), counting what it skips as lost.
+    fn begin(&mut self, now: Instant, backfill_minutes: u32) -> (u64, u64) {
+        let clock = self.start_clock(now);
+        let position = clock.first_pending(now).min(self.end());
+        let window = (self.scenario.rate * 60.0 * f64::from(backfill_minutes)) as u64;
+        let start = position.saturating_sub(window);
+        if start > self.frontier {
+            let lost = (self.frontier..start).filter(|&i| self.matches(i)).count();
+            self.stats.lost_while_away += lost as u64;
+            self.frontier = start;
+        }
+        (start, position)
+    }
+
+    /// Books a tweet line for candidate `index` written to a connection.
+    fn record_sent(&mut self, index: u64) {
+        self.stats.tweets_sent += 1;
+        if self.sent_log.len() < SENT_LOG_MAX {
+            self.sent_log.push(FIRST_TWEET_ID + index);
+        }
+        let (word, bit) = ((index / 64) as usize, index % 64);
+        if self.sent_bits.len() <= word {
+            self.sent_bits.resize(word + 1, 0);
+        }
+        if self.sent_bits[word] & (1 << bit) != 0 {
+            self.stats.duplicates += 1;
+        }
+        self.sent_bits[word] |= 1 << bit;
+        self.frontier = self.frontier.max(index + 1);
+        self.cursor = self.cursor.max(index + 1);
+    }
+
+    /// Ids of the tweets that have happened and match the rules (realtime), or of the tweets
+    /// written to a connection (otherwise); ascending, no duplicates.
+    fn happened_ids(&mut self, now: Instant) -> Vec<u64> {
+        if self.realtime() {
+            let upto = self.happened(now);
+            return (0..upto)
+                .filter(|&i| self.matches(i))
+                .map(|i| FIRST_TWEET_ID + i)
+                .collect();
+        }
+        let mut ids = Vec::new();
+        for (w, bits) in self.sent_bits.iter().enumerate() {
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    ids.push(FIRST_TWEET_ID + w as u64 * 64 + b);
+                }
+            }
+        }
+        ids
+    }
+
+    fn all_happened(&mut self, now: Instant) -> bool {
+        let Some(total) = self.scenario.total else {
+            return false;
+        };
+        if self.realtime() {
+            let end = self.end();
+            return end != u64::MAX && self.happened(now) >= end;
+        }
+        self.stats.tweets_sent >= total
+    }
+
+    fn stats(&mut self) -> Stats {
+        let now = Instant::now();
+        self.stats.realtime_position = match self.clock {
+            Some(_) if self.realtime() => Some(self.happened(now)),
+            _ => None,
+        };
+        self.stats.clone()
     }
 }
 
@@ -203,9 +489,23 @@ impl Drop for Sim {
 
 impl Sim {
     /// Binds `addr` (port 0: an ephemeral port) and serves in a task of the current runtime.
+    /// Fails with `InvalidInput` for `realtime` without a finite `rate > 0`.
     pub async fn start(addr: SocketAddr, token: &str, scenario: Scenario) -> io::Result<Sim> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+        if let Err(e) = scenario.validate() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        // Inherited by accepted sockets; a fixed size turns off send-buffer autotuning.
+        socket.set_send_buffer_size(SEND_BUFFER)?;
+        socket.bind(addr)?;
+        let listener = SimListener(socket.listen(1024)?);
+        let addr = listener.0.local_addr()?;
         let shared = Arc::new(Shared {
             token: token.to_string(),
             started: Instant::now(),
@@ -218,9 +518,14 @@ impl Sim {
                 stats: Stats::default(),
                 drops_done: 0,
                 stalls_done: 0,
+                clock: None,
+                frontier: 0,
+                sent_log: Vec::new(),
+                sent_bits: Vec::new(),
+                end_cache: None,
             }),
         });
-        let app = router(shared.clone());
+        let app = router(shared.clone()).into_make_service_with_connect_info::<Killer>();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("twitter-sim: server error: {e}");
@@ -240,7 +545,34 @@ impl Sim {
     }
 
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats.clone()
+        self.shared.lock().stats()
+    }
+
+    /// Ids of the tweets a client should have received, ascending, no duplicates. Realtime
+    /// mode: every candidate that has happened (up to the realtime position, and never past
+    /// the end set by `total`) and matches the current rules, whether it was sent, lost while
+    /// no client was connected, or lost in flight. Otherwise: the tweets written to a
+    /// connection (nothing is lost in that mode). Compare it with what the client delivered
+    /// once [`Sim::all_happened`] (or after the client caught up).
+    pub fn happened(&self) -> Vec<u64> {
+        self.shared.lock().happened_ids(Instant::now())
+    }
+
+    /// Ids of every tweet line written to a connection, in order, duplicates included (the
+    /// first 1,000,000).
+    pub fn sent_ids(&self) -> Vec<u64> {
+        self.shared.lock().sent_log.clone()
+    }
+
+    /// Realtime mode: the index of the first candidate that has not happened yet (capped at the
+    /// end set by `total`); `None` before the clock started or outside realtime mode.
+    pub fn realtime_position(&self) -> Option<u64> {
+        self.shared.lock().stats().realtime_position
+    }
+
+    /// `total` is set and all of it has happened (realtime) or has been sent (otherwise).
+    pub fn all_happened(&self) -> bool {
+        self.shared.lock().all_happened(Instant::now())
     }
 
     pub fn scenario(&self) -> Scenario {
@@ -292,7 +624,138 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/rules", get(sim_rules))
         .route("/_sim/scenario", get(sim_scenario).post(set_scenario))
+        .route("/_sim/happened", get(sim_happened))
+        .route("/_sim/sent", get(sim_sent))
         .with_state(shared)
+}
+
+/// The TCP listener, with sockets a watchdog can cut (a slow reader's response is blocked on a
+/// full socket, so the body stream cannot end it).
+struct SimListener(TcpListener);
+
+impl axum::serve::Listener for SimListener {
+    type Io = KillableIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((io, addr)) => {
+                    let io = KillableIo {
+                        io,
+                        killer: Killer::default(),
+                    };
+                    return (io, addr);
+                }
+                // E.g. too many open files: wait for some to close.
+                Err(_) => tokio::time::sleep(ms(20)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Cuts one accepted socket: every read and write fails from then on.
+#[derive(Clone, Default)]
+struct Killer(Arc<KillState>);
+
+#[derive(Default)]
+struct KillState {
+    killed: AtomicBool,
+    /// Tasks waiting on the socket (read, write), woken by a kill.
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Killer {
+    fn kill(&self) {
+        self.0.killed.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *self.0.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
+    }
+
+    fn killed(&self) -> bool {
+        self.0.killed.load(Ordering::SeqCst)
+    }
+
+    /// `res`, or an error once killed; a pending result registers the task to wake on a kill.
+    fn guard<T>(
+        &self,
+        slot: usize,
+        cx: &Context<'_>,
+        res: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if res.is_pending() {
+            self.0.wakers.lock().unwrap_or_else(|e| e.into_inner())[slot] =
+                Some(cx.waker().clone());
+        }
+        if self.killed() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "slow reader disconnected",
+            )));
+        }
+        res
+    }
+}
+
+impl Connected<IncomingStream<'_, SimListener>> for Killer {
+    fn connect_info(stream: IncomingStream<'_, SimListener>) -> Self {
+        stream.io().killer.clone()
+    }
+}
+
+struct KillableIo {
+    io: TcpStream,
+    killer: Killer,
+}
+
+impl AsyncRead for KillableIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.killer.guard(0, cx, res)
+    }
+}
+
+impl AsyncWrite for KillableIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.killer.guard(1, cx, res)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.killer.guard(1, cx, res)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let res = Pin::new(&mut self.io).poll_flush(cx);
+        self.killer.guard(1, cx, res)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 fn now_ms() -> i64 {
@@ -582,7 +1045,21 @@ fn delete_rules(g: &mut Inner, ids: &[String], values: &[String], dry_run: bool)
 // ------------------------------------------------------------------------------------------
 
 async fn sim_stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {
-    Json(shared.lock().stats.clone())
+    Json(shared.lock().stats())
+}
+
+/// [`Sim::happened`] as `{"ids": ["..."], "all_happened": bool}` (ids as strings, as the API).
+async fn sim_happened(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let mut g = shared.lock();
+    let now = Instant::now();
+    let ids: Vec<String> = g.happened_ids(now).iter().map(u64::to_string).collect();
+    Json(json!({"ids": ids, "all_happened": g.all_happened(now)}))
+}
+
+/// [`Sim::sent_ids`] as `{"ids": ["..."]}`.
+async fn sim_sent(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let ids: Vec<String> = shared.lock().sent_log.iter().map(u64::to_string).collect();
+    Json(json!({ "ids": ids }))
 }
 
 async fn sim_rules(State(shared): State<Arc<Shared>>) -> Json<Vec<Rule>> {
@@ -606,10 +1083,13 @@ async fn set_scenario(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
     };
     current.extend(patch);
     match serde_json::from_value::<Scenario>(Value::Object(current)) {
-        Ok(s) => {
-            g.scenario = s.clone();
-            Json(s).into_response()
-        }
+        Ok(s) => match s.validate() {
+            Ok(()) => {
+                g.scenario = s.clone();
+                Json(s).into_response()
+            }
+            Err(e) => invalid_request(&format!("bad scenario: {e}")),
+        },
         Err(e) => invalid_request(&format!("bad scenario: {e}")),
     }
 }
@@ -708,6 +1188,7 @@ fn field_set(name: &str, list: Option<&str>, known: &[&str]) -> Result<HashSet<S
 
 async fn stream(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(killer): ConnectInfo<Killer>,
     headers: HeaderMap,
     raw: axum::extract::RawQuery,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -736,6 +1217,10 @@ async fn stream(
     let t = shared.started.elapsed().as_millis() as u64;
     g.stats.connect_times_ms.push(t);
     g.stats.last_stream_query = raw.0;
+    let backfill_minutes = q.backfill_minutes.unwrap_or(0);
+    if backfill_minutes > 0 {
+        g.stats.backfill_requests += 1;
+    }
     if g.scenario.reject_next > 0 {
         g.scenario.reject_next -= 1;
         g.stats.rejected += 1;
@@ -768,9 +1253,16 @@ async fn stream(
     }
     g.stats.active = true;
     g.stats.accepted += 1;
+    let now = Instant::now();
+    let (pos, backfill_until) = if g.realtime() {
+        g.begin(now, backfill_minutes)
+    } else {
+        (NO_POS, 0)
+    };
     drop(g);
 
-    let now = Instant::now();
+    let pos = Arc::new(AtomicU64::new(pos));
+    watch_lag(shared.clone(), Arc::downgrade(&pos), killer.clone());
     let conn = Conn {
         shared: shared.clone(),
         fields,
@@ -780,6 +1272,9 @@ async fn stream(
         finished: false,
         pending: None,
         cut: false,
+        pos,
+        backfill_until,
+        killer,
     };
     let body = futures_util::stream::unfold(conn, |mut c| async move {
         let item = c.step().await?;
@@ -807,6 +1302,47 @@ struct Conn {
     pending: Option<Bytes>,
     /// Half a line was sent before a drop: the connection is cut next.
     cut: bool,
+    /// Realtime mode: the next candidate to consider ([`NO_POS`] until the connection runs in
+    /// realtime mode); shared with its [`watch_lag`].
+    pos: Arc<AtomicU64>,
+    /// Candidates below this were before the realtime position at the connect: backfill.
+    backfill_until: u64,
+    killer: Killer,
+}
+
+/// While the connection holding `pos` lives, drops it once it falls more than
+/// `slow_reader_lag` candidates behind the realtime position. Runs beside the response, as a
+/// slow reader's response is not polled (its socket is full).
+fn watch_lag(shared: Arc<Shared>, pos: Weak<AtomicU64>, killer: Killer) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ms(20)).await;
+            let Some(pos) = pos.upgrade() else { return };
+            let at = pos.load(Ordering::SeqCst);
+            let mut g = shared.lock();
+            let Some(lag) = g.scenario.slow_reader_lag else {
+                continue;
+            };
+            if at == NO_POS || !g.realtime() {
+                continue;
+            }
+            if g.happened(Instant::now()).saturating_sub(at) > lag {
+                g.stats.slow_disconnects += 1;
+                drop(g);
+                killer.kill();
+                return;
+            }
+        }
+    });
+}
+
+/// What a realtime connection does next.
+enum Next {
+    Line(Bytes),
+    /// Nothing to send before this instant, when the next candidate happens.
+    Wait(Instant),
+    /// Every tweet up to the end set by `total` has happened and been considered.
+    Done,
 }
 
 impl Drop for Conn {
@@ -822,6 +1358,7 @@ enum Action {
     End,
     Idle,
     Tweet,
+    Realtime,
 }
 
 impl Conn {
@@ -851,6 +1388,10 @@ impl Conn {
             self.finished = true;
             return Some(Err(io::Error::other("simulated connection drop mid-line")));
         }
+        if self.killer.killed() {
+            self.finished = true;
+            return Some(Err(io::Error::other("slow reader disconnected")));
+        }
         loop {
             let (action, ka_due) = {
                 let mut g = self.shared.lock();
@@ -874,6 +1415,8 @@ impl Conn {
                     g.drops_done += 1;
                     g.stats.drops += 1;
                     Action::Drop
+                } else if g.realtime() {
+                    Action::Realtime
                 } else if sc.total.is_some_and(|t| g.stats.tweets_sent >= t) {
                     if sc.end_when_done {
                         Action::End
@@ -903,7 +1446,7 @@ impl Conn {
                 Action::Stall => std::future::pending::<()>().await,
                 Action::Drop => {
                     if self.shared.lock().scenario.drop_mid_line
-                        && let Some(line) = self.next_tweet()
+                        && let Some(line) = self.next_line()
                     {
                         self.cut = true;
                         return Some(Ok(line.slice(..line.len() / 2)));
@@ -924,6 +1467,23 @@ impl Conn {
                     }
                     None => tokio::time::sleep(Duration::from_millis(100)).await,
                 },
+                Action::Realtime => {
+                    let wait = match self.realtime_next() {
+                        Next::Line(line) => return self.emit(line),
+                        Next::Done if self.shared.lock().scenario.end_when_done => {
+                            self.finished = true;
+                            return None;
+                        }
+                        Next::Done => Instant::now() + ms(100),
+                        Next::Wait(at) => at.min(Instant::now() + ms(100)),
+                    };
+                    // Wake for the next tweet, a keep-alive, or a change of rules or scenario.
+                    match ka_due {
+                        Some(due) if due <= Instant::now() => return self.keepalive(),
+                        Some(due) => tokio::time::sleep_until(due.min(wait)).await,
+                        None => tokio::time::sleep_until(wait).await,
+                    }
+                }
                 Action::Tweet => {
                     if let Some(ka) = ka_due.filter(|ka| *ka < self.next_due) {
                         tokio::time::sleep_until(ka).await;
@@ -931,12 +1491,7 @@ impl Conn {
                     }
                     tokio::time::sleep_until(self.next_due).await;
                     if let Some(line) = self.next_tweet() {
-                        if sc_split(&self.shared) {
-                            let mid = line.len() / 2;
-                            self.pending = Some(line.slice(mid..));
-                            return Some(Ok(line.slice(..mid)));
-                        }
-                        return Some(Ok(line));
+                        return self.emit(line);
                     }
                     // Nothing matches the rules: idle until the keep-alive (or a rule change).
                     match ka_due {
@@ -949,6 +1504,73 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// A tweet line, in two chunks with `split_lines`.
+    fn emit(&mut self, line: Bytes) -> Option<Result<Bytes, io::Error>> {
+        if sc_split(&self.shared) {
+            let mid = line.len() / 2;
+            self.pending = Some(line.slice(mid..));
+            return Some(Ok(line.slice(..mid)));
+        }
+        Some(Ok(line))
+    }
+
+    /// The next tweet line to send now, in either mode.
+    fn next_line(&mut self) -> Option<Bytes> {
+        if self.shared.lock().realtime() {
+            match self.realtime_next() {
+                Next::Line(line) => Some(line),
+                Next::Wait(_) | Next::Done => None,
+            }
+        } else {
+            self.next_tweet()
+        }
+    }
+
+    /// Realtime mode: the next tweet that has happened and matches the rules, from this
+    /// connection's cursor.
+    fn realtime_next(&mut self) -> Next {
+        let now = Instant::now();
+        let mut g = self.shared.lock();
+        let mut pos = self.pos.load(Ordering::SeqCst);
+        if pos == NO_POS {
+            // The scenario turned realtime while this connection was open.
+            let (start, position) = g.begin(now, 0);
+            pos = start;
+            self.backfill_until = position;
+        }
+        let upto = g.happened(now);
+        let seed = g.scenario.seed;
+        let mut found = None;
+        if !g.rules.is_empty() {
+            for index in pos..upto {
+                let tweet = Tweet::new(seed, index);
+                let matching = matching_rules(&g.rules, &tweet.text.to_lowercase());
+                if !matching.is_empty() {
+                    let mut line = tweet.payload(&self.fields, &matching, self.shared.start_ms);
+                    line.push(b'\n');
+                    found = Some((index, line));
+                    break;
+                }
+            }
+        }
+        let Some((index, line)) = found else {
+            self.pos.store(pos.max(upto), Ordering::SeqCst);
+            if upto >= g.end() {
+                return Next::Done;
+            }
+            let at = g.clock.map_or(now + ms(100), |c| c.time_of(upto));
+            return Next::Wait(at);
+        };
+        g.record_sent(index);
+        if index < self.backfill_until {
+            g.stats.backfilled += 1;
+        }
+        self.pos.store(index + 1, Ordering::SeqCst);
+        self.sent += 1;
+        self.last_write = now;
+        Next::Line(Bytes::from(line))
     }
 
     /// The next tweet that matches the rules, advancing the cursor past it.
@@ -972,7 +1594,7 @@ impl Conn {
             let mut line = tweet.payload(&self.fields, &matching, self.shared.start_ms);
             line.push(b'\n');
             g.cursor = index + 1;
-            g.stats.tweets_sent += 1;
+            g.record_sent(index);
             self.sent += 1;
             self.last_write = Instant::now();
             let rate = g.scenario.rate;

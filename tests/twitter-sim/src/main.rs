@@ -70,6 +70,13 @@ struct Args {
     /// Length of that line in bytes (0: a short HTML line).
     #[arg(long, default_value_t = 0)]
     garbage_bytes: usize,
+    /// Realtime mode: tweets happen at --rate candidates per second from the first connection
+    /// on, and a client that is away loses them unless it asks for backfill_minutes.
+    #[arg(long)]
+    realtime: bool,
+    /// Realtime mode: drop a connection more than this many candidates behind.
+    #[arg(long)]
+    slow_reader_lag: Option<u64>,
     /// Pre-existing rule as VALUE or VALUE=TAG (repeatable).
     #[arg(long = "rule")]
     rules: Vec<String>,
@@ -95,6 +102,8 @@ async fn main() -> std::io::Result<()> {
         stall_every: a.stall_every,
         garbage_after: a.garbage_after,
         garbage_bytes: a.garbage_bytes,
+        realtime: a.realtime,
+        slow_reader_lag: a.slow_reader_lag,
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, a.port));
     let sim = Sim::start(addr, &a.token, scenario).await?;

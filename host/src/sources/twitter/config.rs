@@ -7,6 +7,7 @@ use anyhow::Context;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::sources::spool::SpoolConfig;
 use crate::util::Invalid;
 
 pub(super) const STREAM_PATH: &str = "/2/tweets/search/stream";
@@ -50,6 +51,16 @@ pub struct TwitterConfig {
     /// No single wait between reconnects is longer than this.
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// Ask every connect for the tweets of up to this many minutes before it (1 to 5; 0: do
+    /// not ask), so that a reconnect or a restart recovers what was sent while the stream was
+    /// down. Needs an access level that has the parameter; the overlap arrives twice and is
+    /// dropped by `dedup_window`.
+    pub backfill_minutes: u32,
+    /// Tweet ids remembered to drop the ones a backfill sends again (0: none).
+    pub dedup_window: usize,
+    /// `[source.spool]`: read the stream into a disk spool, so that a crash or a slow sink
+    /// loses nothing the stream delivered.
+    pub spool: Option<SpoolConfig>,
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -142,6 +153,9 @@ impl Default for TwitterConfig {
             request_timeout: Duration::from_secs(30),
             backoff_scale: 1.0,
             max_backoff: Duration::from_secs(15 * 60),
+            backfill_minutes: 0,
+            dedup_window: 50_000,
+            spool: None,
         }
     }
 }
@@ -176,6 +190,18 @@ impl TwitterConfig {
                 "base_url",
                 format!("{:?} is not a URL: {e}", self.base_url),
             ));
+        }
+        if self.backfill_minutes > 5 {
+            return Err(Invalid::new(
+                "backfill_minutes",
+                format!(
+                    "is {}: the API gives at most 5 minutes",
+                    self.backfill_minutes
+                ),
+            ));
+        }
+        if let Some(spool) = &self.spool {
+            spool.validate().map_err(|e| e.within("spool"))?;
         }
         Ok(())
     }
@@ -217,6 +243,9 @@ impl TwitterConfig {
                 if !list.is_empty() {
                     q.append_pair(name, &list.join(","));
                 }
+            }
+            if self.backfill_minutes > 0 {
+                q.append_pair("backfill_minutes", &self.backfill_minutes.to_string());
             }
         }
         if url.query() == Some("") {

@@ -25,6 +25,7 @@
 
 mod backoff;
 mod config;
+mod dedup;
 mod rules;
 mod stream;
 
@@ -34,6 +35,7 @@ pub use stream::{MATCHING_RULES_HEADER, PARTIAL_HEADER, TwitterSource, TwitterSt
 use std::time::Duration;
 
 use crate::sources::api::{Batch, Source, SourceContext, SourceSettings};
+use crate::sources::spool::Spooled;
 use crate::telemetry::{Readiness, StreamMetrics};
 use crate::util::Invalid;
 
@@ -43,7 +45,7 @@ impl SourceSettings for TwitterConfig {
     }
 
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
-        Ok(Box::new(LazyStream {
+        let stream = Box::new(LazyStream {
             config: self.clone(),
             stream: None,
             batch: cx.batch_size,
@@ -52,7 +54,23 @@ impl SourceSettings for TwitterConfig {
             readiness: cx
                 .telemetry
                 .readiness("source", "connecting to the Twitter stream"),
-        }))
+        });
+        let Some(spool) = &self.spool else {
+            return Ok(stream);
+        };
+        Ok(Box::new(Spooled::open(
+            stream,
+            spool,
+            &cx.resolve(&spool.dir),
+            cx.batch_size,
+            cx.batch_timeout,
+            cx.telemetry.spool("source"),
+        )?))
+    }
+
+    /// `host check` leaves the spool directory alone.
+    fn check(&self, _cx: &SourceContext) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoffs, Failure, body_excerpt, rate_limit_reset};
 use super::config::{STREAM_PATH, TwitterConfig};
+use super::dedup::RecentIds;
 use super::rules::Rules;
 use crate::event::{Header, Record};
 use crate::telemetry::{Readiness, StreamMetrics};
@@ -58,6 +59,8 @@ pub struct TwitterStats {
     pub non_json_lines: u64,
     /// Incomplete last lines of dropped connections, emitted with [`PARTIAL_HEADER`].
     pub partial_lines: u64,
+    /// Tweets dropped because their id was among the recent ones (a backfill's overlap).
+    pub duplicates: u64,
     /// Rules changes made at start.
     pub rules_kept: usize,
     pub rules_added: usize,
@@ -89,6 +92,7 @@ pub struct TwitterSource {
     /// Bytes of an incomplete line.
     partial: Vec<u8>,
     ready: VecDeque<Record>,
+    recent: RecentIds,
     /// A fatal error: returned by every later `next_batch` once the ready records are out.
     fatal: Option<String>,
     stats: TwitterStats,
@@ -141,6 +145,7 @@ impl TwitterSource {
             backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
+            recent: RecentIds::new(cfg.dedup_window),
             fatal: None,
             stats: TwitterStats::default(),
             metrics: StreamMetrics::default(),
@@ -435,6 +440,15 @@ impl TwitterSource {
     }
 
     fn push(&mut self, record: Record) {
+        if record
+            .key
+            .as_deref()
+            .is_some_and(|k| self.recent.repeated(k))
+        {
+            self.stats.duplicates += 1;
+            self.metrics.duplicates.inc();
+            return;
+        }
         self.stats.tweets += 1;
         self.ready.push_back(record);
     }
@@ -535,6 +549,7 @@ mod tests {
             backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
+            recent: RecentIds::new(10),
             fatal: None,
             stats: TwitterStats::default(),
             metrics: StreamMetrics::default(),
@@ -582,6 +597,18 @@ mod tests {
                 assert!(r[2].headers.is_empty() && r[2].timestamp.is_some());
             }
         }
+    }
+
+    #[test]
+    fn a_tweet_sent_again_by_a_backfill_is_dropped_once_counted() {
+        let mut src = bare();
+        src.feed(&body());
+        src.feed(&body());
+        let s = src.stats();
+        // The second body: tweets 1 and 2 are repeats; the keyless line is not.
+        assert_eq!((s.tweets, s.duplicates), (4, 2));
+        let keys: Vec<_> = src.ready.iter().map(|r| r.key.clone()).collect();
+        assert_eq!(keys.iter().filter(|k| k.is_some()).count(), 2);
     }
 
     #[test]
