@@ -260,6 +260,78 @@ fn round_trip_through_a_topic_keeps_every_record_and_keys_by_tweet_id() {
     );
 }
 
+/// A static member fenced by another that takes its `group.instance.id` (a restarted member
+/// does that to a zombie; a broker restart can do it to a live one) gets `FencedInstanceId`,
+/// a fatal consumer error. The host replaces its consumer instead of exiting, the new one
+/// takes the partitions back, and every record arrives.
+#[test]
+fn a_fenced_consumer_is_replaced_and_every_record_still_arrives() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("fenced"), unique("fenced-group"));
+    let n = 4000;
+    let want: BTreeSet<String> = kafka::generated_ids(17, n);
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 17, n, "rate = 400"),
+    );
+    let mut producer = Running(Some(
+        host_run(&produce)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let out = dir.path().join("out.ndjson");
+    let consume = write_pipeline(
+        dir.path(),
+        "consume.toml",
+        &consumer_toml(
+            &brokers,
+            &topic,
+            &group,
+            &out,
+            r#""group.instance.id" = "fenced-host""#,
+        ),
+    );
+    let log = dir.path().join("consumer.log");
+    let mut host = Running(Some(spawn_host(&consume, &log)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while line_count(&out) < 200 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The intruder joins with the host's instance id, which fences the host's consumer.
+    let intruder: BaseConsumer = consumer_config(&brokers)
+        .set("group.id", &group)
+        .set("group.instance.id", "fenced-host")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    intruder.subscribe(&[&topic]).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let _ = intruder.poll(Duration::from_millis(100));
+    }
+    drop(intruder);
+    let got = wait_for_all(&[&out], &want, Duration::from_secs(120));
+    let status = host.0.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_none(), "the host exited: {status:?}");
+    stop_host(host.0.take().unwrap());
+    let _ = producer.0.take().map(|mut p| p.wait());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("a new consumer takes its place"),
+        "the consumer was never fenced:\n{text}"
+    );
+    eprintln!(
+        "{n} records, {} lines delivered ({} duplicates)",
+        got.len(),
+        got.len() - n
+    );
+}
+
 #[test]
 fn kill_9_of_the_consumer_loses_nothing() {
     let brokers = bootstrap();
@@ -327,51 +399,11 @@ fn kill_9_of_the_consumer_loses_nothing() {
     );
 }
 
-/// A broker of this test's own (ports and state dir), stopped when dropped.
-struct OwnBroker {
-    env: Vec<(&'static str, String)>,
-}
-
-impl OwnBroker {
-    /// Starts it with `extra` lines appended to its `server.properties`; returns its address.
-    fn start(state: &Path, extra: &str) -> (Self, String) {
-        let port = free_port();
-        let b = OwnBroker {
-            env: vec![
-                ("KAFKA_PORT", port.to_string()),
-                ("KAFKA_CONTROLLER_PORT", free_port().to_string()),
-                ("KAFKA_SASL_SSL_PORT", free_port().to_string()),
-                ("KAFKA_MTLS_PORT", free_port().to_string()),
-                ("KAFKA_EXTRA_PROPERTIES", extra.to_owned()),
-                ("SLUICE_STATE", state.display().to_string()),
-            ],
-        };
-        b.script("start");
-        (b, format!("127.0.0.1:{port}"))
-    }
-
-    fn script(&self, cmd: &str) {
-        let status = Command::new("bash")
-            .args(["compose/kafka.sh", cmd])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "compose/kafka.sh {cmd} failed");
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.script("stop");
-    }
-}
-
 #[test]
 fn broker_restart_mid_stream_loses_nothing() {
     bootstrap(); // the shared broker is not used, but its absence means a broken setup
     let dir = tempdir();
-    let (broker, brokers) = OwnBroker::start(&dir.path().join("state"), "");
+    let (broker, brokers) = kafka::OwnBroker::start(&dir.path().join("state"), "");
     let (topic, group) = (unique("restart"), unique("restart-group"));
     let n = 3000;
     let want: BTreeSet<String> = kafka::generated_ids(13, n);
@@ -428,7 +460,7 @@ fn broker_restart_mid_stream_loses_nothing() {
 fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
     bootstrap(); // the shared broker is not used, but its absence means a broken setup
     let dir = tempdir();
-    let (_broker, brokers) = OwnBroker::start(
+    let (_broker, brokers) = kafka::OwnBroker::start(
         &dir.path().join("state"),
         "log.retention.check.interval.ms=1000",
     );
@@ -624,6 +656,51 @@ fn two_hosts_in_one_group_split_the_partitions() {
         "a got {in_a}, b got {in_b}, {} duplicates",
         got.len() - n - 1
     );
+}
+
+/// `retry_give_up` on a Kafka sink: records a broker never acknowledges are dead-lettered with
+/// librdkafka's reason once the time is spent, and the run goes on to its end. (Without it they
+/// wait for the broker: the default is to retry for as long as it takes.)
+#[test]
+fn a_kafka_sink_that_gives_up_dead_letters_its_records_with_the_last_error() {
+    bootstrap();
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n",
+    )
+    .unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[source]
+type = "file"
+paths = ["in.ndjson"]
+[sinks.out]
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topic = "nowhere"
+retry_give_up = "2s"
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+            port = free_port()
+        ),
+    );
+    let t0 = Instant::now();
+    let s = run_host(&pipeline);
+    assert_eq!(s["dead_lettered"], 3, "{s}");
+    let dead = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap();
+    for line in dead.lines() {
+        let d: Value = serde_json::from_str(line).unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains("Kafka delivery failed"), "{reason}");
+        assert_eq!(d["stage"], "sinks.out", "{d}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
 }
 
 #[test]

@@ -57,6 +57,11 @@ pub struct KafkaSinkConfig {
     /// time. The event time always travels in the `sluice.event_time` header.
     #[serde(default)]
     pub timestamp: MessageTimestamp,
+    /// Give up on a message the broker has not acknowledged for this long (librdkafka's
+    /// `message.timeout.ms`): it is dead-lettered with the last error and the pipeline goes
+    /// on. Unset: retry for as long as it takes (the batch waits: backpressure).
+    #[serde(default, with = "humantime_serde")]
+    pub retry_give_up: Option<Duration>,
 }
 
 /// `timestamp` of a Kafka sink.
@@ -115,6 +120,12 @@ impl SinkSettings for KafkaSinkConfig {
             return Err(Invalid::new("acks", "must be \"all\", 1 or 0"));
         }
         json_key::check_paths("key_field", &self.key_field)?;
+        if self.retry_give_up.is_some() && self.properties.contains_key("message.timeout.ms") {
+            return Err(Invalid::new(
+                "retry_give_up",
+                "and properties.\"message.timeout.ms\" say the same thing: set one",
+            ));
+        }
         if let Some(t) = &self.create_topic {
             t.validate().map_err(|e| e.within("create_topic"))?;
         }
@@ -151,7 +162,8 @@ impl KafkaDeadLetterConfig {
 }
 
 /// Counts a batch's outstanding deliveries and collects the failures. librdkafka retries on
-/// its own (`retries`, `message.timeout.ms`): a delivery report with an error is final.
+/// its own (`retries`, and `message.timeout.ms`, which is `retry_give_up`): a delivery report
+/// with an error is final.
 /// Also reports readiness from librdkafka's statistics.
 #[derive(Default)]
 struct Deliveries {
@@ -307,6 +319,9 @@ impl KafkaSink {
         set_default(&mut config, "enable.idempotence", &c.idempotent.to_string());
         // Every batch is waited for anyway: a short linger fills librdkafka's batches.
         set_default(&mut config, "linger.ms", "5");
+        // librdkafka gives up after 5 minutes by default; 0 retries for ever.
+        let give_up_ms = c.retry_give_up.map_or(0, |d| d.as_millis().max(1));
+        set_default(&mut config, "message.timeout.ms", &give_up_ms.to_string());
         if c.timestamp == MessageTimestamp::Event {
             tracing::warn!(
                 topic = %c.topic,

@@ -16,6 +16,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -241,6 +242,9 @@ fn describe(tpl: &TopicPartitionList) -> String {
 
 pub struct KafkaSource {
     consumer: StreamConsumer<Rebalancer>,
+    /// What the consumer was made from, to make a new one after a fatal error.
+    config: ClientConfig,
+    topics: Vec<String>,
     batch_size: usize,
     batch_timeout: Duration,
     commit_interval: Duration,
@@ -257,15 +261,10 @@ impl KafkaSource {
         batch_timeout: Duration,
         observer: Rebalancer,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer<Rebalancer> = config
-            .create_with_context(observer)
-            .context("creating the Kafka consumer")?;
-        let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
         Ok(Self {
-            consumer,
+            consumer: subscribed(&config, &c.topics, observer)?,
+            config,
+            topics: c.topics.clone(),
             batch_size,
             batch_timeout,
             commit_interval: c.commit_interval,
@@ -284,6 +283,7 @@ impl KafkaSource {
         let mut records = Vec::new();
         let mut checkpoint = Checkpoint::default();
         let mut of = Vec::new();
+        let mut fatal = None;
         while records.len() < self.batch_size {
             let message = tokio::select! {
                 biased;
@@ -293,7 +293,8 @@ impl KafkaSource {
             let message = match message {
                 Ok(m) => m,
                 Err(KafkaError::MessageConsumptionFatal(code)) => {
-                    anyhow::bail!("Kafka consumer failed: {code}")
+                    fatal = Some(code);
+                    break;
                 }
                 // Transient (broker down, partition moving...): librdkafka recovers by itself.
                 Err(e) => {
@@ -305,6 +306,10 @@ impl KafkaSource {
             of.push((stream, message.offset().max(0) as u64));
             records.push(to_record(&message));
         }
+        drop(stream);
+        if let Some(code) = fatal {
+            self.recreate(code)?;
+        }
         let streams = checkpoint
             .offsets
             .iter()
@@ -315,6 +320,34 @@ impl KafkaSource {
             checkpoint,
             positions: Some(Positions::Offsets { streams, of }),
         })
+    }
+
+    /// After a fatal consumer error (e.g. `FencedInstanceId`: another member took this one's
+    /// `group.instance.id`, or the coordinator fenced it after a broker restart), a new
+    /// consumer joins the group in its place instead of the host exiting. Batches read by the
+    /// old one are not committed (their assignment epochs are gone): their partitions are read
+    /// again from the last commit, so nothing is lost (duplicates are possible).
+    fn recreate(&mut self, code: RDKafkaErrorCode) -> anyhow::Result<()> {
+        tracing::error!(
+            "Kafka consumer failed for good ({code}): a new consumer takes its place; batches \
+             in flight are read again"
+        );
+        let old = self.consumer.context();
+        let observer = Rebalancer {
+            state: Mutex::new(Assignment {
+                partitions: Vec::new(),
+                next_epoch: old.state.lock().unwrap().next_epoch,
+            }),
+            readiness: old.readiness.clone(),
+            metrics: old.metrics.clone(),
+        };
+        observer
+            .readiness
+            .not_ready(format!("rejoining the group after {code}"));
+        self.consumer = subscribed(&self.config, &self.topics, observer)?;
+        self.dirty = false;
+        self.consumer.context().metrics.restarts.inc();
+        Ok(())
     }
 
     /// Notes the message in the checkpoint; returns its partition's index there.
@@ -409,6 +442,22 @@ impl Drop for KafkaSource {
             tracing::warn!("committing Kafka offsets at shutdown: {e}");
         }
     }
+}
+
+/// A consumer made from `config`, subscribed to `topics`.
+fn subscribed(
+    config: &ClientConfig,
+    topics: &[String],
+    observer: Rebalancer,
+) -> anyhow::Result<StreamConsumer<Rebalancer>> {
+    let consumer: StreamConsumer<Rebalancer> = config
+        .create_with_context(observer)
+        .context("creating the Kafka consumer")?;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
+    Ok(consumer)
 }
 
 /// The record of a message. Its timestamp is the event time a Sluice producer put in

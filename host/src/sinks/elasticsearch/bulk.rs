@@ -187,10 +187,11 @@ impl ElasticsearchSink {
     }
 
     /// Indexes every record; returns once each is either acknowledged by Elasticsearch or
-    /// rejected per item ([`Rejected`], with Elasticsearch's reason). Transient failures are
-    /// retried with backoff while the records stay in memory (only this batch); an `Err` means
-    /// the sink failed: `retry_give_up` ran out, or the server refused the request as a whole
-    /// for a reason retrying cannot fix (authentication, a malformed request).
+    /// rejected ([`Rejected`]: per item, with Elasticsearch's reason, or all that were left
+    /// when `retry_give_up` ran out, with the last error). Transient failures are retried with
+    /// backoff while the records stay in memory (only this batch); an `Err` means the sink
+    /// failed: the server refused the request as a whole for a reason retrying cannot fix
+    /// (authentication, a malformed request).
     pub async fn write_records(&mut self, records: &[Record]) -> anyhow::Result<Vec<Rejected>> {
         let mut rejected = Vec::new();
         let mut pending: Vec<usize> = Vec::with_capacity(records.len());
@@ -321,13 +322,20 @@ impl ElasticsearchSink {
             if let Some(give_up) = self.retry_give_up {
                 let spent = since.elapsed();
                 if spent >= give_up {
-                    bail!(
-                        "Elasticsearch at {}: giving up after {} of failures ({} documents not \
-                         written); last error: {reason}",
+                    // On purpose: the documents go to the dead letter and the pipeline goes on.
+                    let why = format!(
+                        "Elasticsearch at {}: gave up after {} of failures (retry_give_up); \
+                         last error: {reason}",
                         self.url,
                         humantime::format_duration(round_ms(spent)),
-                        pending.len()
                     );
+                    tracing::error!("{why}; {} documents dead-lettered", pending.len());
+                    rejected.extend(pending.iter().map(|&index| Rejected {
+                        index,
+                        reason: why.clone(),
+                    }));
+                    pending.clear();
+                    break;
                 }
                 wait = wait.min(give_up - spent);
             }
@@ -714,8 +722,16 @@ mod tests {
         cfg.retry_give_up = Some(Duration::from_millis(200));
         let mut sink = ElasticsearchSink::connect(&cfg).await.unwrap();
         let t0 = Instant::now();
-        let err = format!("{:#}", sink.write_records(&docs(3)).await.unwrap_err());
-        assert!(err.contains("giving up") && err.contains("503"), "{err}");
+        let rejected = sink.write_records(&docs(3)).await.unwrap();
+        assert_eq!(
+            rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        let reason = &rejected[0].reason;
+        assert!(
+            reason.contains("gave up after") && reason.contains("503"),
+            "{reason}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(2));
 
         let f = fake::start(vec![Status(401)]).await;

@@ -48,8 +48,9 @@ pub struct ElasticsearchConfig {
     /// Longest delay between retries.
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
-    /// Give up (the write, and so the pipeline, fails) once transient failures have lasted
-    /// this long. Unset: retry for as long as it takes.
+    /// Give up once transient failures have lasted this long: the documents not yet written
+    /// are dead-lettered with the last error, and the pipeline goes on. Unset: retry for as
+    /// long as it takes.
     #[serde(default, with = "humantime_serde")]
     pub retry_give_up: Option<Duration>,
     /// Client-side timeout of one HTTP request; a timed-out request is retried.

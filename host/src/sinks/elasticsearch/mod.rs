@@ -10,8 +10,9 @@
 //!   overwrites its own document instead of adding a second one.
 //! - **Errors.** Whole-request failures that are transient (connection refused or reset,
 //!   timeouts, HTTP 429 and 5xx) are retried with exponential backoff, indefinitely unless
-//!   `retry_give_up` is set: the batch stays in memory and `write` does not return, which is
-//!   the backpressure on the source. Items of a `_bulk` response that failed with 429 (or 502,
+//!   `retry_give_up` is set (then what is left of the batch is dead-lettered with the last
+//!   error): the batch stays in memory and `write` does not return, which is the backpressure
+//!   on the source. Items of a `_bulk` response that failed with 429 (or 502,
 //!   503, 504) are retried alone. Any other per-item failure (mapping conflict, field limit,
 //!   unparsable date, ...) is returned as a [`Rejected`](crate::event::Rejected) with Elasticsearch's own error type
 //!   and reason, for the dead-letter destination.
@@ -37,7 +38,7 @@ mod template;
 pub use bulk::ElasticsearchSink;
 pub use config::ElasticsearchConfig;
 pub use index::{IndexPattern, IndexTime};
-pub use template::{TemplateConfig, template_body};
+pub use template::{TemplateConfig, Unmapped, template_body};
 
 use super::api::{Sink, SinkContext, SinkSettings};
 use crate::util::Invalid;

@@ -38,6 +38,18 @@ pub struct TemplateConfig {
     /// Also apply replicas, the field limit and the refresh interval to indices that already
     /// exist and match `patterns` (a template only affects indices created after it).
     pub apply_to_existing: bool,
+    /// Fields the template does not map: `index` them as Elasticsearch guesses (dynamic
+    /// mapping; each counts against `total_fields_limit`), or `store` them in `_source` only,
+    /// not searchable (`dynamic: false`): no document is ever refused for its width.
+    pub unmapped: Unmapped,
+}
+
+/// What happens to a field the template does not map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    Index,
+    Store,
 }
 
 impl Default for TemplateConfig {
@@ -53,6 +65,7 @@ impl Default for TemplateConfig {
             refresh_interval: None,
             extra_mappings: None,
             apply_to_existing: true,
+            unmapped: Unmapped::Index,
         }
     }
 }
@@ -125,6 +138,9 @@ pub fn template_body(t: &TemplateConfig) -> anyhow::Result<Value> {
     let mut settings = dynamic_settings(t);
     settings["number_of_shards"] = json!(t.shards);
     let mut mappings = tweet_mappings();
+    if t.unmapped == Unmapped::Store {
+        mappings["dynamic"] = json!(false);
+    }
     if let Some(extra) = t.extra_mappings.as_deref().filter(|s| !s.trim().is_empty()) {
         let extra: Value = serde_json::from_str(extra).context("not JSON")?;
         if !extra.is_object() {
@@ -140,12 +156,13 @@ pub fn template_body(t: &TemplateConfig) -> anyhow::Result<Value> {
     }))
 }
 
-/// Explicit mappings for the tweet fields the seed's dashboards used, for API v1.1 and v2
+/// Explicit mappings for the tweet fields people search and chart, for API v1.1 and v2
 /// tweets and the `enrich` plugin's fields (`@timestamp`, `sluice.*`). Everything else is
-/// mapped dynamically.
+/// mapped dynamically, or only kept in `_source` (`unmapped = "store"`).
 fn tweet_mappings() -> Value {
     let keyword = || json!({ "type": "keyword" });
     let text = || json!({ "type": "text" });
+    let long = || json!({ "type": "long" });
     // v1.1: "Wed Oct 10 20:19:24 +0000 2018"; also accepts ISO dates.
     let v1_date = || json!({ "type": "date", "format": "EEE MMM dd HH:mm:ss Z yyyy||strict_date_optional_time" });
     let iso_date =
@@ -162,12 +179,22 @@ fn tweet_mappings() -> Value {
             "lang": keyword(),
             "in_reply_to_status_id_str": keyword(),
             "in_reply_to_user_id_str": keyword(),
+            "retweet_count": long(),
+            "favorite_count": long(),
             "extended_tweet": object(json!({ "full_text": text() })),
+            "entities": object(json!({
+                "hashtags": object(json!({ "text": keyword() })),
+                "user_mentions": object(json!({ "screen_name": keyword() })),
+            })),
             "user": object(json!({
                 "id_str": keyword(),
                 "screen_name": keyword(),
+                "name": text(),
+                "followers_count": long(),
                 "created_at": v1_date(),
             })),
+            "retweeted_status": object(json!({ "id_str": keyword() })),
+            "quoted_status": object(json!({ "id_str": keyword() })),
             "data": object(json!({
                 "id": keyword(),
                 "text": text(),
@@ -175,7 +202,22 @@ fn tweet_mappings() -> Value {
                 "conversation_id": keyword(),
                 "lang": keyword(),
                 "created_at": iso_date(),
+                "note_tweet": object(json!({ "text": text() })),
+                "entities": object(json!({
+                    "hashtags": object(json!({ "tag": keyword() })),
+                    "mentions": object(json!({ "username": keyword() })),
+                })),
+                "public_metrics": object(json!({
+                    "retweet_count": long(),
+                    "reply_count": long(),
+                    "like_count": long(),
+                    "quote_count": long(),
+                })),
             })),
+            "includes": object(json!({
+                "users": object(json!({ "id": keyword(), "username": keyword() })),
+            })),
+            "matching_rules": object(json!({ "tag": keyword() })),
             "sluice": object(json!({
                 "hashtags": keyword(),
                 "mentions": keyword(),
@@ -268,6 +310,18 @@ mod tests {
         assert_eq!(s["number_of_replicas"], 0);
         assert_eq!(s["refresh_interval"], "5000ms");
         assert_eq!(b["index_patterns"], json!(["twitter-*"]));
+        assert!(
+            b["template"]["mappings"].get("dynamic").is_some(),
+            "extra sets it here"
+        );
+        let store = TemplateConfig {
+            unmapped: Unmapped::Store,
+            ..TemplateConfig::default()
+        };
+        let b = template_body(&store).unwrap();
+        assert_eq!(b["template"]["mappings"]["dynamic"], false);
+        let index = template_body(&TemplateConfig::default()).unwrap();
+        assert!(index["template"]["mappings"].get("dynamic").is_none());
         let bad = TemplateConfig {
             extra_mappings: Some("[1]".into()),
             ..TemplateConfig::default()
