@@ -1041,3 +1041,86 @@ fn a_full_disk_stops_the_pipeline_and_commits_nothing_undelivered() {
     stop_host(host);
     assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), n);
 }
+
+/// `dedup_window` drops a message whose key came shortly before it in its partition, also
+/// when the repeat comes after a restart of the consumer: the window is read back from the
+/// messages before the committed offsets, so an upstream producer's retries reach the sink
+/// once. (Without the read-back the second run would pass keys 150..199 again.)
+#[test]
+fn dedup_window_drops_repeated_keys_also_after_a_restart() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("dedup"), unique("dedup-group"));
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // Key k always goes to partition k % 3, as a keyed producer's partitioner would.
+    let send = |keys: &mut dyn Iterator<Item = u32>| {
+        for k in keys {
+            let (key, value) = (k.to_string(), format!(r#"{{"id_str":"{k}","text":"n"}}"#));
+            let r = BaseRecord::to(&topic)
+                .key(&key)
+                .payload(&value)
+                .partition(k as i32 % 3);
+            producer.send(r).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    };
+    let out = dir.path().join("out.ndjson");
+    let toml = format!(
+        r#"
+[pipeline]
+batch_size = 20
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+dedup_window = 1000
+[sinks.out]
+type = "file"
+path = "{out}"
+[dead_letter]
+type = "file"
+path = "{out}.dead"
+"#,
+        out = out.display()
+    );
+    let pipeline = write_pipeline(dir.path(), "dedup.toml", &toml);
+    let run_until = |lines: usize, log: &str| {
+        let mut host = Running(Some(spawn_host(&pipeline, &dir.path().join(log))));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while line_count(&out) < lines {
+            assert!(Instant::now() < deadline, "{lines} lines not reached");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Time for a wrong extra line to show.
+        std::thread::sleep(Duration::from_secs(1));
+        stop_host(host.0.take().unwrap());
+    };
+
+    send(&mut (0..200));
+    run_until(200, "run1.log");
+    // An upstream producer that restarted and sent 150..199 again, then 200..259 with one
+    // repeat inside the run.
+    send(&mut (150..260).chain([255]));
+    run_until(260, "run2.log");
+
+    let got = ids_in(&out);
+    let want: Vec<String> = (0..260).map(|k| k.to_string()).collect();
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(
+        distinct,
+        want.iter().collect::<BTreeSet<_>>(),
+        "every key delivered"
+    );
+    assert_eq!(got.len(), want.len(), "each key once");
+    let log = std::fs::read_to_string(dir.path().join("run2.log")).unwrap();
+    assert!(
+        log.contains("read back the keys of 200 message(s)"),
+        "{log}"
+    );
+}

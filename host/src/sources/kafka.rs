@@ -4,6 +4,12 @@
 //! holds a batch; commits are coalesced to one per `commit_interval`. A rebalance commits what is acknowledged for the partitions being revoked, and
 //! checkpoints taken under an older assignment of a partition are never committed: the new
 //! owner re-reads from the last commit (duplicates are possible, loss is not).
+//!
+//! With `dedup_window`, a message whose key is among the last keys of its partition is dropped
+//! (its offset still commits): what an at-least-once producer upstream wrote twice, or what
+//! it sent again after a restart, reaches the sinks once. Each window is filled, when its
+//! partition is assigned, by reading back the messages before the committed offset, so a
+//! restart or a rebalance of this consumer does not forget what it delivered.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::api::{Batch, Source, SourceContext, SourceSettings};
+use super::dedup::RecentKeys;
 use crate::clients::kafka::{
     EVENT_TIME_HEADER, KafkaSecurity, check_connection, check_properties, client_config,
     enable_statistics, offline_config, report_statistics, set_default,
@@ -52,6 +59,10 @@ pub struct KafkaSourceConfig {
     /// Extra librdkafka consumer settings (e.g. `"session.timeout.ms" = 10000`).
     #[serde(default)]
     pub properties: BTreeMap<String, ConfigValue>,
+    /// Keys remembered per partition to drop a message whose key came within this many
+    /// messages before it (0: keep every message). Keyless messages are always kept.
+    #[serde(default)]
+    pub dedup_window: usize,
 }
 
 fn default_commit_interval() -> Duration {
@@ -78,15 +89,16 @@ impl SourceSettings for KafkaSourceConfig {
     }
 
     fn open(&self, cx: &SourceContext) -> anyhow::Result<Box<dyn Source>> {
-        let observer = Rebalancer {
-            readiness: cx.telemetry.readiness("source", "connecting to Kafka"),
-            metrics: cx.telemetry.kafka("source"),
-            ..Rebalancer::default()
-        };
         let security = self.security.relative_to(&cx.base_dir);
         let config = client_config(&self.brokers, &security, &self.properties)?;
         check_connection(&config, &self.brokers, &security)?;
         let config = self.consumer_config(config);
+        let observer = Rebalancer {
+            readiness: cx.telemetry.readiness("source", "connecting to Kafka"),
+            metrics: cx.telemetry.kafka("source"),
+            dedup: (self.dedup_window > 0).then(|| Dedup::new(self.dedup_window, &config)),
+            ..Rebalancer::default()
+        };
         let source = KafkaSource::new(self, config, cx.batch_size, cx.batch_timeout, observer)
             .map_err(|e| Invalid::new("properties", format!("{e:#}")))?;
         Ok(Box::new(source))
@@ -129,6 +141,8 @@ struct Assigned {
     epoch: u64,
     /// Acknowledged by the pipeline, committed asynchronously: the next offset to read.
     acked: Option<i64>,
+    /// With `dedup_window`: the keys of the partition's latest messages.
+    recent: Option<RecentKeys>,
 }
 
 #[derive(Default)]
@@ -152,6 +166,106 @@ struct Rebalancer {
     state: Mutex<Assignment>,
     readiness: Readiness,
     metrics: KafkaMetrics,
+    dedup: Option<Dedup>,
+}
+
+/// `dedup_window`, and how to read back what came before a partition's committed offset.
+#[derive(Clone)]
+struct Dedup {
+    window: usize,
+    /// The consumer's settings without its group membership: a reader that joins no group.
+    reader: ClientConfig,
+}
+
+impl Dedup {
+    fn new(window: usize, consumer: &ClientConfig) -> Self {
+        let mut reader = consumer.clone();
+        reader.remove("group.instance.id");
+        reader.remove("statistics.interval.ms");
+        Self { window, reader }
+    }
+
+    /// A window per assigned partition, holding the keys of up to `window` messages before
+    /// its committed offset. A partition whose read-back fails starts with an empty window
+    /// (a warning): duplicates may then pass, nothing is lost.
+    fn windows(
+        &self,
+        consumer: &BaseConsumer<Rebalancer>,
+        assigned: &TopicPartitionList,
+    ) -> Vec<RecentKeys> {
+        let mut windows: Vec<RecentKeys> = assigned
+            .elements()
+            .iter()
+            .map(|_| RecentKeys::new(self.window))
+            .collect();
+        if let Err(e) = self.read_back(consumer, assigned, &mut windows) {
+            tracing::warn!(
+                "dedup_window: reading back the keys before the committed offsets: {e:#}; duplicates just after them may pass"
+            );
+        }
+        windows
+    }
+
+    fn read_back(
+        &self,
+        consumer: &BaseConsumer<Rebalancer>,
+        assigned: &TopicPartitionList,
+        windows: &mut [RecentKeys],
+    ) -> anyhow::Result<()> {
+        let timeout = Duration::from_secs(10);
+        let committed = consumer.committed_offsets(assigned.clone(), timeout)?;
+        let reader: BaseConsumer = self.reader.create().context("creating a reader")?;
+        let mut from = TopicPartitionList::new();
+        // Index in `assigned` -> the offset to read up to.
+        let mut ends = BTreeMap::new();
+        for (i, e) in assigned.elements().iter().enumerate() {
+            let Some(Offset::Offset(end)) = committed
+                .find_partition(e.topic(), e.partition())
+                .map(|c| c.offset())
+            else {
+                continue; // nothing committed: nothing delivered before
+            };
+            let (low, _) = reader.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            let start = end.saturating_sub(self.window as i64).max(low);
+            if start < end {
+                from.add_partition_offset(e.topic(), e.partition(), Offset::Offset(start))?;
+                ends.insert((e.topic().to_owned(), e.partition()), (i, end));
+            }
+        }
+        if ends.is_empty() {
+            return Ok(());
+        }
+        reader.assign(&from)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut read = 0;
+        while !ends.is_empty() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "timed out after {read} messages"
+            );
+            let m = match reader.poll(Duration::from_millis(200)) {
+                Some(m) => m?,
+                None => continue,
+            };
+            let k = (m.topic().to_owned(), m.partition());
+            let Some(&(i, end)) = ends.get(&k) else {
+                continue;
+            };
+            if m.offset() < end {
+                read += 1;
+                if let Some(key) = m.key() {
+                    windows[i].repeated(key);
+                }
+            }
+            if m.offset() + 1 >= end {
+                ends.remove(&k);
+            }
+        }
+        tracing::info!(
+            "dedup_window: read back the keys of {read} message(s) before the committed offsets"
+        );
+        Ok(())
+    }
 }
 
 impl ClientContext for Rebalancer {
@@ -191,24 +305,31 @@ impl ConsumerContext for Rebalancer {
         tracing::info!("partitions revoked: {}", describe(revoked));
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
                 self.metrics.rebalances.inc();
+                // Before the first message of the new assignment is fetched.
+                let mut windows = self.dedup.as_ref().map(|d| d.windows(consumer, assigned));
                 let mut state = self.state.lock().unwrap();
-                for e in assigned.elements() {
+                for (i, e) in assigned.elements().iter().enumerate() {
                     state.next_epoch += 1;
                     let epoch = state.next_epoch;
+                    let recent = windows
+                        .as_mut()
+                        .map(|w| std::mem::replace(&mut w[i], RecentKeys::new(0)));
                     match state.find(e.topic(), e.partition()) {
                         Some(a) => {
                             a.epoch = epoch;
                             a.acked = None;
+                            a.recent = recent;
                         }
                         None => state.partitions.push(Assigned {
                             topic: e.topic().to_owned(),
                             partition: e.partition(),
                             epoch,
                             acked: None,
+                            recent,
                         }),
                     }
                 }
@@ -251,6 +372,9 @@ pub struct KafkaSource {
     last_commit: Instant,
     /// Offsets were acknowledged since the last commit.
     dirty: bool,
+    /// The offsets of a batch whose messages were all duplicates, sent with the next batch:
+    /// committed on their own they could pass batches still in flight.
+    carried: Option<Checkpoint>,
 }
 
 impl KafkaSource {
@@ -270,6 +394,7 @@ impl KafkaSource {
             commit_interval: c.commit_interval,
             last_commit: Instant::now(),
             dirty: false,
+            carried: None,
         })
     }
 
@@ -281,8 +406,9 @@ impl KafkaSource {
         tokio::pin!(timeout);
         let mut stream = self.consumer.stream();
         let mut records = Vec::new();
-        let mut checkpoint = Checkpoint::default();
+        let mut checkpoint = self.carried.take().unwrap_or_default();
         let mut of = Vec::new();
+        let dedup = self.consumer.context().dedup.is_some();
         let mut fatal = None;
         while records.len() < self.batch_size {
             let message = tokio::select! {
@@ -303,12 +429,18 @@ impl KafkaSource {
                 }
             };
             let stream = self.track(&mut checkpoint, &message);
+            if dedup && self.repeated(&message) {
+                continue;
+            }
             of.push((stream, message.offset().max(0) as u64));
             records.push(to_record(&message));
         }
         drop(stream);
         if let Some(code) = fatal {
             self.recreate(code)?;
+        }
+        if records.is_empty() && !checkpoint.offsets.is_empty() {
+            self.carried = Some(std::mem::take(&mut checkpoint));
         }
         let streams = checkpoint
             .offsets
@@ -340,14 +472,32 @@ impl KafkaSource {
             }),
             readiness: old.readiness.clone(),
             metrics: old.metrics.clone(),
+            dedup: old.dedup.clone(),
         };
         observer
             .readiness
             .not_ready(format!("rejoining the group after {code}"));
         self.consumer = subscribed(&self.config, &self.topics, observer)?;
         self.dirty = false;
+        self.carried = None;
         self.consumer.context().metrics.restarts.inc();
         Ok(())
+    }
+
+    /// Whether the message's key is among the last ones of its partition (counted and dropped
+    /// by the caller); remembers it if not.
+    fn repeated(&self, m: &BorrowedMessage<'_>) -> bool {
+        let Some(key) = m.key() else { return false };
+        let context = self.consumer.context();
+        let mut state = context.state.lock().unwrap();
+        let repeated = state
+            .find(m.topic(), m.partition())
+            .and_then(|a| a.recent.as_mut())
+            .is_some_and(|r| r.repeated(key));
+        if repeated {
+            context.metrics.duplicates.inc();
+        }
+        repeated
     }
 
     /// Notes the message in the checkpoint; returns its partition's index there.

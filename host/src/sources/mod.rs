@@ -8,6 +8,7 @@
 //! the dynamic dispatch costs nothing measurable and keeps the members apart.
 
 mod api;
+mod dedup;
 pub mod file;
 pub mod generate;
 pub mod kafka;

@@ -47,6 +47,7 @@ pub mod names {
     pub const SPOOL_BYTES: &str = "spool_bytes";
     pub const SPOOL_RECORDS: &str = "spool_records";
     pub const SPOOL_DROPPED: &str = "spool_dropped";
+    pub const SOURCE_DUPLICATES: &str = "source_duplicates";
 }
 
 /// Upper bounds of the latency histograms: 0.25 ms doubling to about 16 s.
@@ -173,8 +174,9 @@ families! {
     stalls: Family<StageLabel, Counter> = Family::default(),
         "source_stalls", "Streams that went silent past their stall timeout";
     duplicates: Family<StageLabel, Counter> = Family::default(),
-        "source_duplicates",
-        "Records a streaming source dropped as already delivered (a backfill's overlap)";
+        names::SOURCE_DUPLICATES,
+        "Records a source dropped as already delivered (a backfill's overlap, a key repeated \
+         within a Kafka partition's dedup_window)";
     queue_batches: Family<QueueLabel, Gauge> = Family::default(),
         "queue_batches", "Batches waiting in a queue between stages";
     ready: Family<StageLabel, Gauge> = Family::default(),
@@ -315,6 +317,7 @@ impl Telemetry {
                 .families()
                 .kafka_restarts
                 .get_or_create_owned(&stage(name)),
+            duplicates: self.families().duplicates.get_or_create_owned(&stage(name)),
         }
     }
 
@@ -505,6 +508,8 @@ pub struct KafkaMetrics {
     stage: String,
     pub rebalances: Counter,
     pub restarts: Counter,
+    /// Messages dropped by `dedup_window`.
+    pub duplicates: Counter,
 }
 
 impl KafkaMetrics {

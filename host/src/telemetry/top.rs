@@ -27,6 +27,8 @@ struct StageRow {
     lag: Option<f64>,
     ready: Option<bool>,
     spool: Option<SpoolRow>,
+    /// Records the source dropped as already delivered.
+    duplicates: f64,
 }
 
 /// A stage's disk spool.
@@ -93,6 +95,8 @@ impl Snapshot {
                 row.spool.get_or_insert_default().records = value;
             } else if m == metric(names::SPOOL_BYTES) {
                 row.spool.get_or_insert_default().bytes = value;
+            } else if m == counter(names::SOURCE_DUPLICATES) {
+                row.duplicates = value;
             } else if m == counter(names::SPOOL_DROPPED) {
                 row.spool.get_or_insert_default().dropped += value;
             } else if m == metric(names::BATCH_SECONDS)
@@ -244,6 +248,13 @@ fn render(addr: &str, now: &Snapshot, before: Option<&Snapshot>) -> String {
             count(spool.dropped)
         );
     }
+    for (stage, row) in now.stages.iter().filter(|(_, r)| r.duplicates > 0.0) {
+        let _ = writeln!(
+            out,
+            "{stage} dropped {} duplicates (delivered before)",
+            count(row.duplicates)
+        );
+    }
     out
 }
 
@@ -356,6 +367,15 @@ mod tests {
         let frame = render("127.0.0.1:9598", &third, Some(&second));
         assert!(
             frame.contains("spool of source: 12,345 records not yet committed, 3.0 MiB, 7 dropped"),
+            "{frame}"
+        );
+        assert!(!frame.contains("duplicates"), "{frame}");
+
+        t.kafka("source").duplicates.inc_by(4);
+        let fourth = Snapshot::parse(&t.encode(), start + Duration::from_secs(6)).unwrap();
+        let frame = render("127.0.0.1:9598", &fourth, Some(&third));
+        assert!(
+            frame.contains("source dropped 4 duplicates (delivered before)"),
             "{frame}"
         );
     }

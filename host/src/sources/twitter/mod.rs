@@ -25,7 +25,6 @@
 
 mod backoff;
 mod config;
-mod dedup;
 mod rules;
 mod stream;
 

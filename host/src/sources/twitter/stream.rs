@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoffs, Failure, body_excerpt, rate_limit_reset};
 use super::config::{STREAM_PATH, TwitterConfig};
-use super::dedup::RecentIds;
 use super::rules::Rules;
 use crate::event::{Header, Record};
+use crate::sources::dedup::RecentKeys;
 use crate::telemetry::{Readiness, StreamMetrics};
 use crate::util::error_chain;
 
@@ -92,7 +92,7 @@ pub struct TwitterSource {
     /// Bytes of an incomplete line.
     partial: Vec<u8>,
     ready: VecDeque<Record>,
-    recent: RecentIds,
+    recent: RecentKeys,
     /// A fatal error: returned by every later `next_batch` once the ready records are out.
     fatal: Option<String>,
     stats: TwitterStats,
@@ -145,7 +145,7 @@ impl TwitterSource {
             backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
-            recent: RecentIds::new(cfg.dedup_window),
+            recent: RecentKeys::new(cfg.dedup_window),
             fatal: None,
             stats: TwitterStats::default(),
             metrics: StreamMetrics::default(),
@@ -549,7 +549,7 @@ mod tests {
             backoff: Backoffs::default(),
             partial: Vec::new(),
             ready: VecDeque::new(),
-            recent: RecentIds::new(10),
+            recent: RecentKeys::new(10),
             fatal: None,
             stats: TwitterStats::default(),
             metrics: StreamMetrics::default(),
