@@ -10,6 +10,8 @@
 //! `SLUICE_REQUIRE_DOCKER=1` (CI), which makes it fail. The tests run one at a time (each holds
 //! a lock while its containers run): the services are big for a 2-core machine.
 
+#[path = "containers/chaos.rs"]
+mod chaos;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,13 +21,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::kafka::{Msg, messages_in, topic_end};
 use common::{
     free_port, generate_options, generate_start, host_run, http, root, tempdir, tweet_id,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use testcontainers::core::WaitFor;
 use testcontainers::runners::SyncRunner;
@@ -359,8 +360,23 @@ struct TwitterSim {
 impl TwitterSim {
     /// `total` tweets at `rate` per second; the non-JSON line after `garbage_after` tweets.
     fn start(total: u64, rate: f64, garbage_after: u64) -> TwitterSim {
+        Self::launch(
+            total,
+            rate,
+            &["--garbage-after".into(), garbage_after.to_string()],
+        )
+    }
+
+    /// Realtime mode: `rate` candidates a second happen whether or not anyone reads, until
+    /// `total` of them have matched the rules; a reader that is away loses them unless it asks
+    /// for backfill.
+    fn realtime(total: u64, rate: f64) -> TwitterSim {
+        Self::launch(total, rate, &["--realtime".into()])
+    }
+
+    fn launch(total: u64, rate: f64, extra: &[String]) -> TwitterSim {
         let port = free_port();
-        let args = [
+        let mut args = vec![
             "--port".to_string(),
             port.to_string(),
             "--token".into(),
@@ -373,12 +389,11 @@ impl TwitterSim {
             rate.to_string(),
             "--keepalive-ms".into(),
             "300".into(),
-            "--garbage-after".into(),
-            garbage_after.to_string(),
             // A reconnect after a kill -9 may meet the old connection: no minute-long 429 floor.
             "--rate-limit-reset-secs".into(),
             "0".into(),
         ];
+        args.extend_from_slice(extra);
         let req = Service::TwitterSim
             .image()
             .with_wait_for(WaitFor::message_on_stdout("listening on"))
@@ -395,6 +410,14 @@ impl TwitterSim {
 
     fn sent(&self) -> u64 {
         self.stats()["tweets_sent"].as_u64().unwrap()
+    }
+
+    /// Realtime mode: the ids of the matching tweets that have happened, and whether all have.
+    fn happened(&self) -> (Vec<String>, bool) {
+        let h = http::json("GET", &format!("{}/_sim/happened", self.url), None);
+        let ids = h["ids"].as_array().unwrap();
+        let ids = ids.iter().map(|i| i.as_str().unwrap().to_string());
+        (ids.collect(), h["all_happened"].as_bool().unwrap())
     }
 }
 
@@ -415,9 +438,10 @@ fn sim_sequence(n: u64) -> Vec<(String, bool)> {
 /// fake-gcs-server's `/storage` and the emulator's `/gcs`), so a load job reads `gs://` URIs of
 /// what was uploaded.
 struct Emulators {
-    _gcs: Container<GenericImage>,
-    _bq: Container<GenericImage>,
+    gcs_c: Container<GenericImage>,
+    bq_c: Container<GenericImage>,
     _root: tempfile::TempDir,
+    _bq_data: tempfile::TempDir,
     gcs: String,
     /// `.../bigquery/v2`
     bq: String,
@@ -426,12 +450,16 @@ struct Emulators {
 const BQ_PROJECT: &str = "test-proj";
 
 impl Emulators {
-    fn start() -> Emulators {
+    /// `persistent`: the BigQuery emulator keeps its catalog, jobs and tables on disk, so they
+    /// outlive a restart of its container.
+    fn start(persistent: bool) -> Emulators {
         let root = tempdir();
+        let bq_data = tempdir();
         let (gcs_port, bq_port, grpc_port) = (free_port(), free_port(), free_port());
-        let mount = |target: &str| {
-            testcontainers::core::Mount::bind_mount(root.path().display().to_string(), target)
+        let mount_at = |dir: &Path, target: &str| {
+            testcontainers::core::Mount::bind_mount(dir.display().to_string(), target)
         };
+        let mount = |target: &str| mount_at(root.path(), target);
         let args = |fixed: &[&str], tail: Vec<String>| {
             fixed
                 .iter()
@@ -473,35 +501,50 @@ impl Emulators {
                         "127.0.0.1",
                         "--project",
                         BQ_PROJECT,
-                        "--ephemeral",
                         "--rest-port",
                     ],
-                    vec![
+                    [
                         bq_port.to_string(),
                         "--grpc-port".into(),
                         grpc_port.to_string(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(if persistent {
+                        ["--persistent", "--data-dir", "/data"]
+                            .map(String::from)
+                            .to_vec()
+                    } else {
+                        vec!["--ephemeral".into()]
+                    })
+                    .collect(),
                 ))
                 .with_env_var("BQEMU_GCS_LOCAL_ROOT", "/gcs")
-                .with_mount(mount("/gcs")),
+                .with_mount(mount("/gcs"))
+                .with_mount(mount_at(bq_data.path(), "/data")),
         );
         let e = Emulators {
             gcs: format!("http://127.0.0.1:{gcs_port}"),
             bq: format!("http://127.0.0.1:{bq_port}/bigquery/v2"),
-            _gcs: gcs,
-            _bq: bq,
+            gcs_c: gcs,
+            bq_c: bq,
             _root: root,
+            _bq_data: bq_data,
         };
+        e.wait_ready();
+        e
+    }
+
+    /// Until the BigQuery emulator answers.
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while http::get_status(&format!("{}/datasets", e.project_url())) != Some(200) {
+        while http::get_status(&format!("{}/datasets", self.project_url())) != Some(200) {
             assert!(
-                Instant::now() < deadline && e._bq.is_running().unwrap_or(false),
+                Instant::now() < deadline && self.bq_c.is_running().unwrap_or(false),
                 "the BigQuery emulator did not answer:\n{}",
-                logs(&e._bq)
+                logs(&self.bq_c)
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        e
     }
 
     fn project_url(&self) -> String {
@@ -681,6 +724,11 @@ fn plugin_path(name: &str) -> String {
 /// The seed's first hop: the Twitter stream (rules `bts`, `army`) -> keyword-filter `bts` ->
 /// topic `twitter`; dead letters to `twitter-dead-letter`.
 fn twitter_to_kafka_toml(sim: &TwitterSim, brokers: &str) -> String {
+    twitter_to_kafka_toml_with(sim, brokers, "")
+}
+
+/// [`twitter_to_kafka_toml`] with `source` added to the `[source]` table (keys, then subtables).
+fn twitter_to_kafka_toml_with(sim: &TwitterSim, brokers: &str, source: &str) -> String {
     format!(
         r#"
 [pipeline]
@@ -695,6 +743,7 @@ keywords = ["bts", "army"]
 bearer_token_env = "SLUICE_TEST_SIM_TOKEN"
 backoff_scale = 0.02
 stall_timeout = "60s"
+{source}
 [transforms.bts]
 plugin = "{bts}"
 config = {{ keywords = ["bts"] }}
@@ -717,7 +766,8 @@ topic = "twitter-dead-letter"
 }
 
 /// The part the seed's consumer hops share: pipeline `twitter-log-to-NAME`, chain [prune,
-/// enrich], topic `twitter` as group `twitter_log_to_NAME`, dead letters to `twitter-dead-letter`.
+/// enrich], topic `twitter` as group `twitter_log_to_NAME` (a tweet the first hop wrote twice
+/// passes once), dead letters to `twitter-dead-letter`.
 fn consumer_head(brokers: &str, name: &str) -> String {
     format!(
         r#"
@@ -732,6 +782,7 @@ brokers = "{brokers}"
 topics = ["twitter"]
 group_id = "twitter_log_to_{name}"
 start = "earliest"
+dedup_window = 20000
 [source.properties]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
@@ -838,63 +889,6 @@ fn reader_config(brokers: &str) -> ClientConfig {
         .set("group.id", "containers-reader")
         .set("enable.auto.commit", "false");
     c
-}
-
-/// The sum of `topic`'s high watermarks: how many messages it has taken in.
-fn topic_end(brokers: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = reader_config(brokers).create().unwrap();
-    let timeout = Duration::from_secs(10);
-    let meta = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    meta.topics()
-        .iter()
-        .flat_map(|t| t.partitions())
-        .map(|p| consumer.fetch_watermarks(topic, p.id(), timeout).unwrap().1)
-        .sum()
-}
-
-/// A message: key, value, headers.
-type Msg = (Option<String>, Vec<u8>, BTreeMap<String, String>);
-
-/// Every message `topic` holds now (none when it does not exist).
-fn read_all(brokers: &str, topic: &str) -> Vec<Msg> {
-    let consumer: BaseConsumer = reader_config(brokers).create().unwrap();
-    let timeout = Duration::from_secs(10);
-    let meta = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
-        let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
-        if hi > lo {
-            ends.insert(p.id(), hi);
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo))
-                .unwrap();
-        }
-    }
-    if ends.is_empty() {
-        return Vec::new();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        if ends
-            .get(&m.partition())
-            .is_some_and(|&hi| m.offset() + 1 >= hi)
-        {
-            ends.remove(&m.partition());
-        }
-        out.push((
-            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            m.payload().unwrap_or_default().to_vec(),
-            common::kafka::headers(&m),
-        ));
-    }
-    out
 }
 
 fn ids_of(messages: &[Msg]) -> Vec<String> {
@@ -1102,14 +1096,14 @@ fn twitter_sim_to_kafka_through_the_host() {
     assert!(want.len() > 50 && want.len() < seq.len(), "a mix");
     wait_until("tweets missing in Kafka", Duration::from_secs(90), || {
         host.assert_alive();
-        read_all(&kafka.bootstrap, "twitter").len() >= want.len()
-            && !read_all(&kafka.bootstrap, "twitter-dead-letter").is_empty()
+        messages_in(&kafka.bootstrap, "twitter").len() >= want.len()
+            && !messages_in(&kafka.bootstrap, "twitter-dead-letter").is_empty()
     });
     std::thread::sleep(Duration::from_millis(500));
     host.stop();
     assert_eq!(sim.stats()["tweets_sent"], total);
 
-    let messages = read_all(&kafka.bootstrap, "twitter");
+    let messages = messages_in(&kafka.bootstrap, "twitter");
     let got = ids_of(&messages);
     assert_eq!(got.len(), want.len(), "exactly once");
     assert_eq!(
@@ -1120,7 +1114,7 @@ fn twitter_sim_to_kafka_through_the_host() {
         assert!(key.is_some(), "keyed by tweet id");
         assert!(headers.contains_key("twitter.matching_rules"));
     }
-    let dead = read_all(&kafka.bootstrap, "twitter-dead-letter");
+    let dead = messages_in(&kafka.bootstrap, "twitter-dead-letter");
     assert_eq!(dead.len(), 1);
     assert_eq!(String::from_utf8_lossy(&dead[0].1), SIM_GARBAGE);
     assert_eq!(
@@ -1147,7 +1141,7 @@ fn seed_pipeline(test: &str, faults: bool) {
         "kafka-to-es",
         &kafka_to_es_toml(&kafka.bootstrap, &es.url),
     );
-    let lake = Emulators::start();
+    let lake = Emulators::start(false);
     let mut to_gcs = Host::spawn(
         dir.path(),
         "kafka-to-gcs",
@@ -1174,7 +1168,7 @@ fn seed_pipeline(test: &str, faults: bool) {
         wait_sent(at(0.15), &mut [&mut to_kafka, &mut to_es, &mut to_gcs]);
         // The malformed line went through before the kill, so it cannot be lost with it.
         wait_until("no dead letter", Duration::from_secs(60), || {
-            !read_all(&kafka.bootstrap, "twitter-dead-letter").is_empty()
+            !messages_in(&kafka.bootstrap, "twitter-dead-letter").is_empty()
         });
         let before = sim.sent();
         to_kafka.kill();
@@ -1230,7 +1224,7 @@ fn seed_pipeline(test: &str, faults: bool) {
         },
     );
     to_kafka.stop(); // drains what it read
-    let in_kafka = read_all(&kafka.bootstrap, "twitter");
+    let in_kafka = messages_in(&kafka.bootstrap, "twitter");
     let kafka_ids: BTreeSet<String> = ids_of(&in_kafka).into_iter().collect();
     es.wait_ready();
     wait_until(
@@ -1360,7 +1354,7 @@ fn seed_pipeline(test: &str, faults: bool) {
         .collect();
     assert!(data_fields.is_subset(&allowed), "pruned: {data_fields:?}");
 
-    let dead = read_all(&kafka.bootstrap, "twitter-dead-letter");
+    let dead = messages_in(&kafka.bootstrap, "twitter-dead-letter");
     let dead_values: Vec<String> = dead
         .iter()
         .map(|m| String::from_utf8_lossy(&m.1).into_owned())
@@ -1402,7 +1396,7 @@ fn emulators_share_one_object_root() {
     let Some(_lock) = docker("emulators_share_one_object_root") else {
         return;
     };
-    let lake = Emulators::start();
+    let lake = Emulators::start(false);
     let gcs = &lake.gcs;
     let bq_url = lake.project_url();
 

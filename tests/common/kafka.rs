@@ -112,56 +112,111 @@ impl Drop for OwnBroker {
     }
 }
 
-/// The keys of every message `topic` holds now, in partition order (duplicates kept): the
-/// partitions are read from their start to the end offsets seen when called.
-pub fn keys_in(brokers: &str, topic: &str) -> Vec<String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let t = std::time::Duration::from_secs(10);
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A message read back: key, value, headers.
+pub type Msg = (
+    Option<String>,
+    Vec<u8>,
+    std::collections::BTreeMap<String, String>,
+);
+
+/// A reader of its own: a fresh group that never commits.
+fn reader(brokers: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", super::unique("keys-in"))
+        .set("group.id", super::unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
-        .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), t).unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
+        .unwrap()
+}
+
+/// `topic`'s partitions with their low and high watermarks (none when it does not exist).
+/// Metadata errors a broker gives while a topic is being created or a leader elected
+/// (NotLeaderForPartition, LeaderNotAvailable) are retried for up to 30 s: callers poll.
+fn watermarks(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
+    use rdkafka::consumer::Consumer;
+    use std::time::{Duration, Instant};
+    let t = Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let bounds = consumer.fetch_metadata(Some(topic), t).and_then(|meta| {
+            meta.topics()
+                .iter()
+                .flat_map(|t| t.partitions())
+                .map(|p| {
+                    let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), t)?;
+                    Ok((p.id(), lo, hi))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match bounds {
+            Ok(b) => return b,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("watermarks of {topic}: {e}"),
+        }
+    }
+}
+
+/// How many messages `topic` has taken in: the sum of its high watermarks.
+pub fn topic_end(brokers: &str, topic: &str) -> i64 {
+    watermarks(&reader(brokers), topic)
         .iter()
-        .map(|p| p.id())
-        .collect();
+        .map(|&(_, _, hi)| hi)
+        .sum()
+}
+
+/// Every message `topic` holds now, in partition order (duplicates kept): the partitions are
+/// read from their start to the end offsets seen when called; none when it does not exist.
+pub fn messages_in(brokers: &str, topic: &str) -> Vec<Msg> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::{Duration, Instant};
+    let consumer = reader(brokers);
     let mut ends = std::collections::HashMap::new();
     let mut assignment = TopicPartitionList::new();
-    for &p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p, t).unwrap();
-        if high > 0 {
-            ends.insert(p, high);
+    for (p, lo, hi) in watermarks(&consumer, topic) {
+        if hi > lo {
+            ends.insert(p, hi);
             assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
+                .add_partition_offset(topic, p, Offset::Offset(lo))
                 .unwrap();
         }
     }
-    let mut keys = Vec::new();
+    let mut out = Vec::new();
     if ends.is_empty() {
-        return keys;
+        return out;
     }
     consumer.assign(&assignment).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !ends.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "reading {topic}");
-        match consumer.poll(std::time::Duration::from_millis(200)) {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                keys.push(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
                 if ends
                     .get(&m.partition())
                     .is_some_and(|&e| m.offset() + 1 >= e)
                 {
                     ends.remove(&m.partition());
                 }
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers(&m),
+                ));
             }
             Some(Err(e)) => eprintln!("reading {topic}: {e}"),
             None => {}
         }
     }
-    keys
+    out
+}
+
+/// The keys of every message `topic` holds now, as `messages_in` reads them.
+pub fn keys_in(brokers: &str, topic: &str) -> Vec<String> {
+    messages_in(brokers, topic)
+        .into_iter()
+        .map(|(k, _, _)| k.unwrap_or_default())
+        .collect()
 }
