@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
@@ -148,16 +149,17 @@ struct Files {
     read_segment: u64,
     read_offset: u64,
     bytes: u64,
-    /// Records dropped because the spool was full, and damaged tails cut off.
-    dropped_full: u64,
-    dropped_torn: u64,
+    /// Records dropped because the spool was full, and damaged tails cut off (the metrics'
+    /// counters themselves).
+    dropped_full: Counter,
+    dropped_torn: Counter,
     _lock: File,
 }
 
 impl Files {
     /// Opens (or creates) the spool in `dir`, cutting off damaged tails and deleting
     /// committed segments.
-    fn open(cfg: &SpoolConfig, dir: &Path) -> anyhow::Result<Files> {
+    fn open(cfg: &SpoolConfig, dir: &Path, metrics: &SpoolMetrics) -> anyhow::Result<Files> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the spool directory {}", dir.display()))?;
         let lock_path = dir.join("lock");
@@ -199,8 +201,8 @@ impl Files {
             read_segment: committed,
             read_offset: 0,
             bytes: 0,
-            dropped_full: 0,
-            dropped_torn: 0,
+            dropped_full: metrics.dropped_full.clone(),
+            dropped_torn: metrics.torn_tails.clone(),
             _lock: lock,
         };
         for first in firsts {
@@ -249,7 +251,7 @@ impl Files {
                         path.display(),
                         len - offset
                     );
-                    self.dropped_torn += 1;
+                    self.dropped_torn.inc();
                     file.set_len(offset)?;
                     break;
                 }
@@ -346,7 +348,8 @@ impl Files {
         }
         let oldest = self.segments.pop_front().expect("two segments");
         if self.read_seq < oldest.end() {
-            self.dropped_full += oldest.end() - self.read_seq.max(oldest.first);
+            self.dropped_full
+                .inc_by(oldest.end() - self.read_seq.max(oldest.first));
             self.read_seq = oldest.end();
         }
         self.bytes -= oldest.bytes;
@@ -499,11 +502,6 @@ impl Shared {
         self.metrics
             .records
             .set((files.next - files.committed) as i64);
-        let m = &self.metrics;
-        m.dropped_full
-            .inc_by(files.dropped_full.saturating_sub(m.dropped_full.get()));
-        m.torn_tails
-            .inc_by(files.dropped_torn.saturating_sub(m.torn_tails.get()));
     }
 }
 
@@ -526,7 +524,7 @@ impl Spooled {
         wait: Duration,
         metrics: SpoolMetrics,
     ) -> anyhow::Result<Spooled> {
-        let files = Files::open(cfg, dir)?;
+        let files = Files::open(cfg, dir, &metrics)?;
         let pending = files.next - files.committed;
         if pending > 0 {
             tracing::info!(
@@ -591,7 +589,7 @@ async fn append_loop(
         let mut warned = false;
         let keep = loop {
             let freed = shared.freed.notified();
-            {
+            let (bytes, max) = {
                 let mut files = shared.files();
                 if files.fits(need) {
                     break true;
@@ -599,8 +597,7 @@ async fn append_loop(
                 match when_full {
                     WhenFull::Block => {}
                     WhenFull::DropNewest => {
-                        files.dropped_full += count;
-                        shared.report(&files);
+                        files.dropped_full.inc_by(count);
                         break false;
                     }
                     WhenFull::DropOldest => match files.drop_oldest() {
@@ -615,12 +612,9 @@ async fn append_loop(
                         }
                     },
                 }
-            }
+                (ByteSize(files.bytes), ByteSize(files.max_size))
+            };
             if !warned {
-                let (bytes, max) = {
-                    let files = shared.files();
-                    (ByteSize(files.bytes), ByteSize(files.max_size))
-                };
                 tracing::warn!(
                     "spool full ({bytes} of {max}): policy {}, the source is not read until \
                      commits free space",
@@ -779,7 +773,7 @@ mod tests {
     #[test]
     fn records_come_back_whole_and_uncommitted_ones_are_replayed_after_a_restart() {
         let d = dir("replay");
-        let mut files = Files::open(&cfg(64, 1024), &d).unwrap();
+        let mut files = Files::open(&cfg(64, 1024), &d, &SpoolMetrics::default()).unwrap();
         append(&mut files, 0..100);
         // Every field survives the round trip.
         let first = files.read(30).unwrap();
@@ -799,7 +793,7 @@ mod tests {
         assert_eq!(ids(&files.read(20).unwrap()), (30..50).collect::<Vec<_>>());
         // 30..50 were read but not committed: a crash now replays them.
         drop(files);
-        let mut files = Files::open(&cfg(64, 1024), &d).unwrap();
+        let mut files = Files::open(&cfg(64, 1024), &d, &SpoolMetrics::default()).unwrap();
         assert_eq!(
             ids(&files.read(1000).unwrap()),
             (30..100).collect::<Vec<_>>()
@@ -816,7 +810,7 @@ mod tests {
     #[test]
     fn segments_roll_and_are_deleted_once_committed() {
         let d = dir("roll");
-        let mut files = Files::open(&cfg(64, 4096), &d).unwrap();
+        let mut files = Files::open(&cfg(64, 4096), &d, &SpoolMetrics::default()).unwrap();
         for b in 0..10 {
             append(&mut files, b * 100..(b + 1) * 100); // about 27 KiB a batch
         }
@@ -826,7 +820,7 @@ mod tests {
         files.commit(1000).unwrap();
         assert_eq!(segments(&d), 1, "the segment appended to stays");
         drop(files);
-        let mut files = Files::open(&cfg(64, 4096), &d).unwrap();
+        let mut files = Files::open(&cfg(64, 4096), &d, &SpoolMetrics::default()).unwrap();
         assert!(files.read(10).unwrap().is_empty());
         assert_eq!(files.next, 1000);
         std::fs::remove_dir_all(&d).unwrap();
@@ -836,7 +830,7 @@ mod tests {
     fn a_torn_or_corrupt_tail_is_cut_off_and_never_replayed() {
         for damage in ["torn", "corrupt"] {
             let d = dir(damage);
-            let mut files = Files::open(&cfg(1024, 4096), &d).unwrap();
+            let mut files = Files::open(&cfg(1024, 4096), &d, &SpoolMetrics::default()).unwrap();
             append(&mut files, 0..10);
             let path = segment_path(&d, 0);
             drop(files);
@@ -853,8 +847,8 @@ mod tests {
                 bytes[last] ^= 0xff;
             }
             std::fs::write(&path, &bytes).unwrap();
-            let mut files = Files::open(&cfg(1024, 4096), &d).unwrap();
-            assert_eq!(files.dropped_torn, 1, "{damage}");
+            let mut files = Files::open(&cfg(1024, 4096), &d, &SpoolMetrics::default()).unwrap();
+            assert_eq!(files.dropped_torn.get(), 1, "{damage}");
             let want = if damage == "torn" { 10 } else { 9 };
             assert_eq!(
                 ids(&files.read(100).unwrap()),
@@ -875,12 +869,16 @@ mod tests {
     #[test]
     fn dropping_the_oldest_segment_skips_its_unread_records_and_counts_them() {
         let d = dir("drop-oldest");
-        let mut files = Files::open(&cfg(64, 128), &d).unwrap();
+        let mut files = Files::open(&cfg(64, 128), &d, &SpoolMetrics::default()).unwrap();
         append(&mut files, 0..300); // one segment of about 80 KiB
         append(&mut files, 300..310); // a second one
         assert_eq!(ids(&files.read(100).unwrap()), (0..100).collect::<Vec<_>>());
         assert!(files.drop_oldest().unwrap());
-        assert_eq!(files.dropped_full, 200, "read records are not dropped");
+        assert_eq!(
+            files.dropped_full.get(),
+            200,
+            "read records are not dropped"
+        );
         assert_eq!(
             ids(&files.read(100).unwrap()),
             (300..310).collect::<Vec<_>>()
@@ -892,8 +890,8 @@ mod tests {
     #[test]
     fn a_second_process_cannot_open_the_same_spool() {
         let d = dir("lock");
-        let _files = Files::open(&cfg(64, 128), &d).unwrap();
-        let err = Files::open(&cfg(64, 128), &d).unwrap_err();
+        let _files = Files::open(&cfg(64, 128), &d, &SpoolMetrics::default()).unwrap();
+        let err = Files::open(&cfg(64, 128), &d, &SpoolMetrics::default()).unwrap_err();
         assert!(format!("{err:#}").contains("in use"), "{err:#}");
         std::fs::remove_dir_all(&d).unwrap();
     }
