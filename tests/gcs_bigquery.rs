@@ -1017,6 +1017,126 @@ fn bigquery_down_holds_the_commit_and_loads_everything_once_back() {
     assert!(log.contains("retrying the load"), "{log}");
 }
 
+/// Adds `retry_give_up` to the GCS sink of a `to_gcs_toml` pipeline; `without_bigquery` also
+/// drops its `[sinks.lake.bigquery]` table and points it at `gcs` instead.
+fn give_up_after(pipeline: &Path, after: &str, gcs: Option<&str>) {
+    let mut toml = std::fs::read_to_string(pipeline).unwrap();
+    toml = toml.replacen(
+        "[sinks.lake.bigquery]",
+        &format!("retry_give_up = \"{after}\"\n[sinks.lake.bigquery]"),
+        1,
+    );
+    if let Some(gcs) = gcs {
+        let (start, end) = (
+            toml.find("[sinks.lake.bigquery]").unwrap(),
+            toml.find("[dead_letter]").unwrap(),
+        );
+        toml.replace_range(start..end, "");
+        toml = toml.replace(&services().gcs, gcs);
+    }
+    std::fs::write(pipeline, toml).unwrap();
+}
+
+/// The dead letters of a `to_gcs_toml` pipeline: (tweet id, reason).
+fn dead_letters(dir: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("dead.ndjson")).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            let record: Value = serde_json::from_str(d["value"].as_str().unwrap()).unwrap();
+            (tweet_id(&record), d["reason"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// `retry_give_up` on a GCS sink whose BigQuery never answers: once the loads have failed that
+/// long, the rows of their objects go to the dead letter with the last error, the offsets are
+/// committed and the pipeline goes on.
+#[test]
+fn bigquery_down_past_retry_give_up_dead_letters_the_rows() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("bqgiveup-topic-"), unique("bqgiveup-group-"));
+    let (bucket, table) = (unique("sluice-bqgiveup-"), unique("bqgiveup_"));
+    produce(dir.path(), &topic, N);
+    let nobody = format!("http://127.0.0.1:{}/bigquery/v2", common::free_port());
+    let p = to_gcs_toml(
+        dir.path(),
+        &topic,
+        &group,
+        &bucket,
+        (&nobody, "sluice_giveup", &table),
+        "200ms",
+    );
+    give_up_after(&p, "3s", None);
+    let host = Host::spawn(&p, &dir.path().join("run.log"));
+    wait_until("the offsets committed", Duration::from_secs(120), || {
+        committed(&group, &topic) == N as i64
+    });
+    host.interrupt();
+    let dead = dead_letters(dir.path());
+    let ids: BTreeSet<String> = dead.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!((dead.len(), ids), (N, generated_ids(N)), "each row once");
+    for (_, reason) in &dead {
+        assert!(
+            reason.contains("BigQuery load gave up after")
+                && reason.contains("(retry_give_up)")
+                && reason.contains("(object gs://"),
+            "{reason}"
+        );
+    }
+    // The objects were uploaded: only their loads were given up.
+    assert_eq!(ids_in_objects(&bucket).len(), N);
+}
+
+/// `retry_give_up` on a GCS sink whose GCS goes away mid-stream: what was uploaded before
+/// stays, and the rows of the objects that could not be uploaded go to the dead letter with
+/// the last error, their offsets committed.
+#[test]
+fn gcs_down_past_retry_give_up_dead_letters_the_rows() {
+    const BEFORE: usize = 20;
+    const N: usize = 200;
+    let gcs = OwnGcs::new();
+    gcs.start();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("gcsgiveup-topic-"), unique("gcsgiveup-group-"));
+    let bucket = unique("sluice-gcsgiveup-");
+    produce(dir.path(), &topic, BEFORE);
+    let p = to_gcs_toml(
+        dir.path(),
+        &topic,
+        &group,
+        &bucket,
+        ("unused", "unused", "unused"),
+        "200ms",
+    );
+    give_up_after(&p, "3s", Some(&gcs.endpoint));
+    let host = Host::spawn(&p, &dir.path().join("run.log"));
+    wait_until(
+        "the first records uploaded",
+        Duration::from_secs(60),
+        || committed(&group, &topic) == BEFORE as i64,
+    );
+    gcs.stop();
+    // `produce` writes the same generated tweets again, after the first ones.
+    produce(dir.path(), &topic, N);
+    wait_until("the offsets committed", Duration::from_secs(120), || {
+        committed(&group, &topic) == (BEFORE + N) as i64
+    });
+    host.interrupt();
+    let dead = dead_letters(dir.path());
+    let ids: BTreeSet<String> = dead.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!((dead.len(), ids), (N, generated_ids(N)), "each row once");
+    for (_, reason) in &dead {
+        assert!(
+            reason.contains("GCS upload gave up after") && reason.contains("(retry_give_up)"),
+            "{reason}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("rows dead-lettered"), "{log}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // A service-account key, for real: BigQuery's client exchanges a JWT signed with the key at the
 // key's `token_uri`, here a token endpoint of the test's own that checks the signature.

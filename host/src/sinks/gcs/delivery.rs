@@ -21,7 +21,9 @@
 //!
 //! An upload or load that fails for a transient reason (service down, 5xx, rate limit) is
 //! retried with backoff until it succeeds: the records stay buffered, the source is held back
-//! through the bounded queues, and nothing is committed past them. A load job that BigQuery
+//! through the bounded queues, and nothing is committed past them. With `retry_give_up`, once
+//! the failures of an upload or a load have lasted that long, the rows of the objects
+//! concerned are dead-lettered with the last error instead, and the pipeline goes on. A load job that BigQuery
 //! refuses for good (bad rows beyond `max_bad_records`, schema mismatch) dead-letters the rows
 //! of its objects, as they were written, with BigQuery's reason. With a load configured,
 //! records that are not JSON objects are dead-lettered before they reach an object.
@@ -29,7 +31,7 @@
 use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,8 @@ pub struct GcsDelivery {
     dead: Vec<DeadLetter>,
     /// Not ready while uploads or loads keep failing.
     readiness: Readiness,
+    /// `retry_give_up`.
+    give_up: Option<Duration>,
 }
 
 impl GcsDelivery {
@@ -96,6 +100,7 @@ impl GcsDelivery {
             replayable: false,
             dead: Vec::new(),
             readiness,
+            give_up: config.retry_give_up,
         })
     }
 }
@@ -210,8 +215,27 @@ impl GcsDelivery {
     async fn retry_uploads(&mut self, first_error: anyhow::Error) -> Vec<FinishedObject> {
         let mut error = first_error;
         let mut waits = outage_backoff();
+        // The client had retried the upload this long before it failed.
+        let failing_since = Instant::now()
+            .checked_sub(self.objects.upload_retry_limit())
+            .unwrap_or_else(Instant::now);
         loop {
-            let wait = waits.next_wait();
+            let mut wait = waits.next_wait();
+            if let Some(give_up) = self.give_up {
+                let spent = failing_since.elapsed();
+                if spent >= give_up {
+                    let why = gave_up("GCS upload", spent, &error);
+                    let abandoned = self.objects.abandon_sealed();
+                    let rows: u64 = abandoned.iter().map(|(o, _)| o.rows).sum();
+                    tracing::error!("{}: {why}; {rows} rows dead-lettered", self.stage);
+                    for (object, body) in abandoned {
+                        self.dead_letter_rows(&object, &body, &why);
+                    }
+                    self.readiness.ready();
+                    return Vec::new();
+                }
+                wait = wait.min(give_up - spent);
+            }
             tracing::error!(
                 "{}: {error:#}; {} records kept, retrying in {wait:?}",
                 self.stage,
@@ -266,8 +290,9 @@ impl GcsDelivery {
             return;
         };
         let mut waits = outage_backoff();
+        let failing_since = Instant::now();
         loop {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let loaded = loader.load(objects, &[]).await;
             loader.requests.observe(loaded.is_ok(), started.elapsed());
             match loaded {
@@ -292,7 +317,21 @@ impl GcsDelivery {
                         self.dead_letter_objects(objects, &reason).await;
                         return;
                     }
-                    let wait = waits.next_wait();
+                    let mut wait = waits.next_wait();
+                    if let Some(give_up) = self.give_up {
+                        let spent = failing_since.elapsed();
+                        if spent >= give_up {
+                            let why = gave_up("BigQuery load", spent, &e);
+                            tracing::error!(
+                                "{}: {why}; the objects' rows are dead-lettered",
+                                self.stage
+                            );
+                            self.readiness.ready();
+                            self.dead_letter_objects(objects, &why).await;
+                            return;
+                        }
+                        wait = wait.min(give_up - spent);
+                    }
                     tracing::error!("{}: {e:#}; retrying the load in {wait:?}", self.stage);
                     self.readiness
                         .not_ready(format!("BigQuery loads failing: {e:#}"));
@@ -319,27 +358,32 @@ impl GcsDelivery {
                     }
                 }
             };
-            let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(&body[..]));
-            for line in reader.split(b'\n') {
-                let value = match line {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!("{}: {} is not valid gzip: {e}", self.stage, o.uri);
-                        break;
-                    }
-                };
-                self.dead.push(DeadLetter {
-                    record: Record {
-                        key: None,
-                        value,
-                        headers: Vec::new(),
-                        timestamp: None,
-                    },
-                    stage: self.stage.clone(),
-                    reason: format!("{reason} (object {})", o.uri),
-                    origin: 0,
-                });
-            }
+            self.dead_letter_rows(o, &body, reason);
+        }
+    }
+
+    /// Dead-letters every row of an object's gzip NDJSON body, as it was written.
+    fn dead_letter_rows(&mut self, o: &FinishedObject, body: &[u8], reason: &str) {
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(body));
+        for line in reader.split(b'\n') {
+            let value = match line {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!("{}: {} is not valid gzip: {e}", self.stage, o.uri);
+                    break;
+                }
+            };
+            self.dead.push(DeadLetter {
+                record: Record {
+                    key: None,
+                    value,
+                    headers: Vec::new(),
+                    timestamp: None,
+                },
+                stage: self.stage.clone(),
+                reason: format!("{reason} (object {})", o.uri),
+                origin: 0,
+            });
         }
     }
 
@@ -385,6 +429,15 @@ impl GcsDelivery {
     fn state_name(&self, stream: &str) -> String {
         format!("_sluice/{}{stream}.json", self.objects.config().prefix)
     }
+}
+
+/// The dead letters' reason when `retry_give_up` ran out.
+fn gave_up(what: &str, spent: Duration, last: &anyhow::Error) -> String {
+    let spent = Duration::from_secs(spent.as_secs());
+    format!(
+        "{what} gave up after {} of failures (retry_give_up); last error: {last:#}",
+        humantime::format_duration(spent)
+    )
 }
 
 fn refuse(index: usize, reason: &str) -> Rejected {

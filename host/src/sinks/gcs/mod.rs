@@ -95,6 +95,11 @@ pub struct GcsConfig {
     /// How long a failing upload is retried (with backoff) before `write`/`flush` fail.
     #[serde(default = "default_retry_for", with = "humantime_serde")]
     pub retry_for: Duration,
+    /// In a pipeline, give up on objects once their uploads or BigQuery load have failed this
+    /// long: their rows are dead-lettered with the last error and the pipeline goes on.
+    /// Unset: retry for as long as it takes.
+    #[serde(default, with = "humantime_serde")]
+    pub retry_give_up: Option<Duration>,
     /// Create the bucket when it does not exist (through the JSON API; for emulators).
     #[serde(default)]
     pub create_bucket: bool,
@@ -136,6 +141,7 @@ impl GcsConfig {
             credentials: None,
             bigquery_names: false,
             retry_for: default_retry_for(),
+            retry_give_up: None,
             create_bucket: false,
             bigquery: None,
         }
@@ -387,6 +393,18 @@ impl GcsSink {
         open.into_iter().chain(sealed).min()
     }
 
+    /// Takes the objects waiting for upload out of the sink, with their gzip bodies: their
+    /// positions no longer count as buffered.
+    pub fn abandon_sealed(&mut self) -> Vec<(FinishedObject, bytes::Bytes)> {
+        self.sealed.drain(..).map(|s| (s.object, s.body)).collect()
+    }
+
+    /// How long the client retries one upload: `retry_for`, or `retry_give_up` if shorter.
+    pub fn upload_retry_limit(&self) -> Duration {
+        let c = &self.config;
+        c.retry_give_up.map_or(c.retry_for, |g| g.min(c.retry_for))
+    }
+
     /// Objects uploaded since the sink was opened.
     pub fn uploaded_objects(&self) -> u64 {
         self.uploaded
@@ -524,7 +542,7 @@ impl GcsSink {
             .with_idempotency(true)
             .with_retry_policy(
                 google_cloud_storage::retry_policy::RetryableErrors
-                    .with_time_limit(self.config.retry_for),
+                    .with_time_limit(self.upload_retry_limit()),
             )
             .send_buffered()
             .await;
