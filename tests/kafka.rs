@@ -1124,3 +1124,36 @@ path = "{out}.dead"
         "{log}"
     );
 }
+
+/// `stop_at_end`: the run ends once the topic is read up to where it ended at assignment, with
+/// every record delivered and committed; a second run of the group has nothing left and ends
+/// at once, and so does a new group starting at `latest`.
+#[test]
+fn stop_at_end_reads_the_topic_once_and_exits() {
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("stop-at-end"), unique("stop-at-end-group"));
+    let n = 3000;
+    let produce = write_pipeline(
+        dir.path(),
+        "produce.toml",
+        &producer_toml(&brokers, &topic, 5, n, ""),
+    );
+    assert_eq!(run_host(&produce)["records_out"], n as u64);
+    let out = dir.path().join("out.ndjson");
+    let consume = |group: &str, start: &str| {
+        let toml = consumer_toml(&brokers, &topic, group, &out, "").replace(
+            "start = \"earliest\"",
+            &format!("start = \"{start}\"\nstop_at_end = true"),
+        );
+        run_host(&write_pipeline(dir.path(), "consume.toml", &toml))
+    };
+    let first = consume(&group, "earliest");
+    assert_eq!(first["records_in"], n as u64, "{first}");
+    let got: BTreeSet<String> = ids_in(&out).into_iter().collect();
+    assert_eq!(got, kafka::generated_ids(5, n));
+    let again = consume(&group, "earliest");
+    assert_eq!(again["records_in"], 0, "everything was committed: {again}");
+    let latest = consume(&unique("stop-at-end-latest"), "latest");
+    assert_eq!(latest["records_in"], 0, "{latest}");
+}

@@ -63,6 +63,10 @@ pub struct KafkaSourceConfig {
     /// messages before it (0: keep every message). Keyless messages are always kept.
     #[serde(default)]
     pub dedup_window: usize,
+    /// End the run once every assigned partition is read up to the end offset it had when it
+    /// was assigned (a backfill, a replay, `kcat -e`): the pipeline drains, commits and exits.
+    #[serde(default)]
+    pub stop_at_end: bool,
 }
 
 fn default_commit_interval() -> Duration {
@@ -97,6 +101,7 @@ impl SourceSettings for KafkaSourceConfig {
             readiness: cx.telemetry.readiness("source", "connecting to Kafka"),
             metrics: cx.telemetry.kafka("source"),
             dedup: (self.dedup_window > 0).then(|| Dedup::new(self.dedup_window, &config)),
+            stop_at_end: self.stop_at_end.then_some(self.start),
             ..Rebalancer::default()
         };
         let source = KafkaSource::new(self, config, cx.batch_size, cx.batch_timeout, observer)
@@ -143,6 +148,8 @@ struct Assigned {
     acked: Option<i64>,
     /// With `dedup_window`: the keys of the partition's latest messages.
     recent: Option<RecentKeys>,
+    /// With `stop_at_end`: the partition's end offset at assignment, until it is read up to it.
+    end: Option<i64>,
 }
 
 #[derive(Default)]
@@ -152,6 +159,11 @@ struct Assignment {
 }
 
 impl Assignment {
+    /// With `stop_at_end`: every assigned partition is read up to its end.
+    fn at_end(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.iter().all(|a| a.end.is_none())
+    }
+
     fn find(&mut self, topic: &str, partition: i32) -> Option<&mut Assigned> {
         self.partitions
             .iter_mut()
@@ -167,6 +179,8 @@ struct Rebalancer {
     readiness: Readiness,
     metrics: KafkaMetrics,
     dedup: Option<Dedup>,
+    /// `stop_at_end`, with where a partition without a commit starts.
+    stop_at_end: Option<StartPosition>,
 }
 
 /// `dedup_window`, and how to read back what came before a partition's committed offset.
@@ -311,6 +325,9 @@ impl ConsumerContext for Rebalancer {
                 self.metrics.rebalances.inc();
                 // Before the first message of the new assignment is fetched.
                 let mut windows = self.dedup.as_ref().map(|d| d.windows(consumer, assigned));
+                let ends = self
+                    .stop_at_end
+                    .map(|start| ends(consumer, assigned, start));
                 let mut state = self.state.lock().unwrap();
                 for (i, e) in assigned.elements().iter().enumerate() {
                     state.next_epoch += 1;
@@ -318,11 +335,13 @@ impl ConsumerContext for Rebalancer {
                     let recent = windows
                         .as_mut()
                         .map(|w| std::mem::replace(&mut w[i], RecentKeys::new(0)));
+                    let end = ends.as_ref().and_then(|ends| ends[i]);
                     match state.find(e.topic(), e.partition()) {
                         Some(a) => {
                             a.epoch = epoch;
                             a.acked = None;
                             a.recent = recent;
+                            a.end = end;
                         }
                         None => state.partitions.push(Assigned {
                             topic: e.topic().to_owned(),
@@ -330,6 +349,7 @@ impl ConsumerContext for Rebalancer {
                             epoch,
                             acked: None,
                             recent,
+                            end,
                         }),
                     }
                 }
@@ -346,6 +366,48 @@ impl ConsumerContext for Rebalancer {
             tracing::warn!("committing Kafka offsets: {e}");
         }
     }
+}
+
+/// `stop_at_end`: for each assigned partition, the offset to read up to, or `None` when there
+/// is nothing left to read (the committed offset, else the start position, is at the end).
+/// A partition whose offsets cannot be fetched is read until a message reaches its end.
+fn ends(
+    consumer: &BaseConsumer<Rebalancer>,
+    assigned: &TopicPartitionList,
+    start: StartPosition,
+) -> Vec<Option<i64>> {
+    let timeout = Duration::from_secs(10);
+    let committed = consumer.committed_offsets(assigned.clone(), timeout).ok();
+    assigned
+        .elements()
+        .iter()
+        .map(|e| {
+            let (low, high) = match consumer.fetch_watermarks(e.topic(), e.partition(), timeout) {
+                Ok(w) => w,
+                Err(err) => {
+                    tracing::warn!(
+                        "stop_at_end: the end of {}[{}]: {err}",
+                        e.topic(),
+                        e.partition()
+                    );
+                    return Some(i64::MAX);
+                }
+            };
+            let from = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                .and_then(|c| match c.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            // Without a commit the group starts at `start`: the beginning, or the end.
+            let from = from.unwrap_or(match start {
+                StartPosition::Earliest => low,
+                StartPosition::Latest => high,
+            });
+            (from < high).then_some(high)
+        })
+        .collect()
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
@@ -409,6 +471,7 @@ impl KafkaSource {
         let mut checkpoint = self.carried.take().unwrap_or_default();
         let mut of = Vec::new();
         let dedup = self.consumer.context().dedup.is_some();
+        let stop_at_end = self.consumer.context().stop_at_end.is_some();
         let mut fatal = None;
         while records.len() < self.batch_size {
             let message = tokio::select! {
@@ -429,11 +492,14 @@ impl KafkaSource {
                 }
             };
             let stream = self.track(&mut checkpoint, &message);
-            if dedup && self.repeated(&message) {
-                continue;
+            let last = stop_at_end && self.reached_end(&message);
+            if !(dedup && self.repeated(&message)) {
+                of.push((stream, message.offset().max(0) as u64));
+                records.push(to_record(&message));
             }
-            of.push((stream, message.offset().max(0) as u64));
-            records.push(to_record(&message));
+            if last {
+                break;
+            }
         }
         drop(stream);
         if let Some(code) = fatal {
@@ -473,6 +539,7 @@ impl KafkaSource {
             readiness: old.readiness.clone(),
             metrics: old.metrics.clone(),
             dedup: old.dedup.clone(),
+            stop_at_end: old.stop_at_end,
         };
         observer
             .readiness
@@ -482,6 +549,18 @@ impl KafkaSource {
         self.carried = None;
         self.consumer.context().metrics.restarts.inc();
         Ok(())
+    }
+
+    /// `stop_at_end`: notes a message that reaches its partition's end; true once every
+    /// partition has.
+    fn reached_end(&self, m: &BorrowedMessage<'_>) -> bool {
+        let mut state = self.consumer.context().state.lock().unwrap();
+        if let Some(a) = state.find(m.topic(), m.partition())
+            && a.end.is_some_and(|end| m.offset() + 1 >= end)
+        {
+            a.end = None;
+        }
+        state.at_end()
     }
 
     /// Whether the message's key is among the last ones of its partition (counted and dropped
@@ -575,6 +654,10 @@ impl KafkaSource {
 #[async_trait::async_trait]
 impl Source for KafkaSource {
     async fn next_batch(&mut self) -> anyhow::Result<Option<Batch>> {
+        let context = self.consumer.context();
+        if context.stop_at_end.is_some() && context.state.lock().unwrap().at_end() {
+            return Ok(None);
+        }
         self.read_batch().await.map(Some)
     }
 
