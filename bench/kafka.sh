@@ -3,7 +3,11 @@
 #   produce: generated tweets -> chain -> Kafka sink (release host), beside Debian's kcat
 #            producing the same tweets (as an NDJSON file) to the same broker: the ceiling;
 #   consume: Kafka source -> chain -> file sink, beside kcat reading the topic to /dev/null.
-# Both clients use acks=all and no compression; the host also keys each message by tweet id.
+#            Both join a fresh consumer group, read the topic from the beginning and exit at
+#            its end (kcat -G -e; the source's `stop_at_end`), timed from start to exit, and
+#            both write to /dev/null (the host's file sink on /dev/null), so neither pays for
+#            the page cache and writeback of a few hundred MB on a shared disk.
+# Both producers use acks=all and no compression; the host also keys each message by tweet id.
 #
 #   bash bench/kafka.sh            # N=100000 records; KAFKA_BOOTSTRAP to use another broker
 # Starts compose/kafka.sh if no broker is given (and stops it again if it started it).
@@ -71,6 +75,7 @@ type = "kafka"
 brokers = "$B"
 topics = ["$2"]
 group_id = "$3"
+stop_at_end = true
 $([[ "$5" == none ]] || printf '%s\n' "[transforms.prune]" "plugin = \"$DIST/field_prune.wasm\"" \
   'config = { deny = ["card", "translations", "data.card", "data.translations"], drop_nulls = true }' \
   "[transforms.enrich]" "plugin = \"$DIST/enrich.wasm\"")
@@ -94,13 +99,20 @@ for run in $(seq 1 "$RUNS"); do
     R[host_p_$chain]+="$(echo "$s" | sed -E 's/.*"records_per_second":([0-9.]+).*/\1/' | cut -d. -f1) "
   done
 
-  # kcat consumer to /dev/null (the ceiling) and the host: Kafka -> prune, enrich -> file.
+  # kcat consumer to /dev/null (the ceiling) and the host: Kafka -> [chain] -> file.
   t0=$(now)
-  kcat -b "$B" -C -t "$t-none" -o beginning -c "$N" -q >/dev/null
-  R[kcat_c]+="$(rate "$N" "$(elapsed "$t0" "$(now)")") "
+  kcat -b "$B" -G "$t-group-kcat" -X auto.offset.reset=earliest -e -q "$t-none" >/dev/null
+  kc_run="$(rate "$N" "$(elapsed "$t0" "$(now)")")"
+  R[kcat_c]+="$kc_run "
   for chain in none chain; do
-    consume_toml c "$t-none" "$t-group-$chain" "$WORK/out-$run-$chain.ndjson" "$chain"
-    R[host_c_$chain]+="$(consume_rate "$WORK/c.toml" "$WORK/out-$run-$chain.ndjson") "
+    consume_toml c "$t-none" "$t-group-$chain" /dev/null "$chain"
+    t0=$(now)
+    s=$("$HOST" run --quiet --json-summary "$WORK/c.toml" 2>"$WORK/consume.log") || { cat "$WORK/consume.log" >&2; exit 1; }
+    t1=$(now)
+    [[ "$s" == *"\"records_in\":$N,"* ]] || { echo "bench/kafka.sh: not $N records in: $s" >&2; exit 1; }
+    hc_run="$(rate "$N" "$(elapsed "$t0" "$t1")")"
+    R[host_c_$chain]+="$hc_run "
+    R[pair_c_$chain]+="$(ratio "$hc_run" "$kc_run") "
   done
 done
 
@@ -115,10 +127,11 @@ echo "| --- | ---: | ---: |"
 echo "| kcat -P: NDJSON file -> Kafka (ceiling) | $kp | 1.00 |"
 echo "| host: generate -> Kafka sink (no chain) | $hpn | $(ratio "$hpn" "$kp") |"
 echo "| host: generate -> [enrich] -> Kafka sink | $hpe | $(ratio "$hpe" "$kp") |"
-echo "| kcat -C: Kafka -> /dev/null (ceiling) | $kc | 1.00 |"
-echo "| host: Kafka source -> file (no chain) | $hcn | $(ratio "$hcn" "$kc") |"
-echo "| host: Kafka source -> [prune, enrich] -> file | $hc | $(ratio "$hc" "$kc") |"
+echo "| kcat -G -e: Kafka -> /dev/null (ceiling) | $kc | 1.00 |"
+echo "| host: Kafka source -> file /dev/null (no chain) | $hcn | $(ratio "$hcn" "$kc") |"
+echo "| host: Kafka source -> [prune, enrich] -> file /dev/null | $hc | $(ratio "$hc" "$kc") |"
 echo
+echo "Consume vs kcat, run by run (the median of these pairs): no chain $(med pair_c_none) (${R[pair_c_none]% }), [prune, enrich] $(med pair_c_chain) (${R[pair_c_chain]% })."
 echo "Raw runs: kcat -P ${R[kcat_p]}| none ${R[host_p_none]}| enrich ${R[host_p_enrich]}| kcat -C ${R[kcat_c]}| consume ${R[host_c_none]}| consume+chain ${R[host_c_chain]}"
 # The benchmark's topics are not needed any more.
 bash compose/kafka.sh topics --delete --topic "$RUN_ID-.*" >/dev/null 2>&1 || true
