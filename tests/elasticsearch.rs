@@ -38,32 +38,40 @@ fn compose(args: &[&str], envs: &[(&str, String)]) -> bool {
         .success()
 }
 
-/// The shared server's URL; starts it when nothing answers.
+/// The shared server's URL; starts it when nothing answers. Indices that earlier runs of the
+/// suites left behind (a failed test keeps its own) are deleted first: on a machine that runs
+/// the suites day after day they add up until the 512 MB heap trips its circuit breaker.
 fn es_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let given = std::env::var("ELASTICSEARCH_URL").ok();
-        if let Some(u) = given.as_deref().filter(|u| healthy(u)) {
-            return u.trim_end_matches('/').to_string();
-        }
-        let port = given
-            .as_deref()
-            .and_then(|u| {
-                u.strip_prefix("http://127.0.0.1:")
-                    .or(u.strip_prefix("http://localhost:"))
-            })
-            .map(|p| p.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| "9200".into());
-        let started = compose(&["start"], &[("ES_PORT", port.clone())]);
-        let url = format!("http://127.0.0.1:{port}");
-        assert!(
-            started && healthy(&url),
-            "no Elasticsearch-API server at {url}: `bash compose/elasticsearch.sh start` failed \
-             (set ELASTICSEARCH_URL to a running server)"
-        );
+        let url = shared_server();
+        http::json("DELETE", &format!("{url}/sluicetest-*,secure-*"), None);
         url
     })
     .clone()
+}
+
+fn shared_server() -> String {
+    let given = std::env::var("ELASTICSEARCH_URL").ok();
+    if let Some(u) = given.as_deref().filter(|u| healthy(u)) {
+        return u.trim_end_matches('/').to_string();
+    }
+    let port = given
+        .as_deref()
+        .and_then(|u| {
+            u.strip_prefix("http://127.0.0.1:")
+                .or(u.strip_prefix("http://localhost:"))
+        })
+        .map(|p| p.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "9200".into());
+    let started = compose(&["start"], &[("ES_PORT", port.clone())]);
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(
+        started && healthy(&url),
+        "no Elasticsearch-API server at {url}: `bash compose/elasticsearch.sh start` failed \
+             (set ELASTICSEARCH_URL to a running server)"
+    );
+    url
 }
 
 fn healthy(url: &str) -> bool {

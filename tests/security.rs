@@ -470,6 +470,11 @@ impl SecureEs {
             .to_string()
     }
 
+    /// Deletes the indices matching `pattern` (directly, as the test's cleanup).
+    fn delete(&self, pattern: &str) {
+        http::json("DELETE", &format!("{}/{pattern}", self.upstream), None);
+    }
+
     /// Documents in `index`, asked of OpenSearch directly.
     fn count(&self, index: &str) -> u64 {
         http::json("POST", &format!("{}/{index}/_refresh", self.upstream), None);
@@ -584,6 +589,7 @@ fn elasticsearch_over_tls_with_api_keys_basic_auth_and_client_certificates() {
         assert!(o.status.success(), "{case}:\n{}", text(&o));
         assert_eq!(es.count(&index), 150, "{case}");
         assert_no_secret(&text(&o), &[&secret, &password, &api_key]);
+        es.delete(&index);
     }
 }
 
@@ -732,4 +738,5 @@ fn the_secured_example_carries_the_seed_hop_from_kafka_to_elasticsearch() {
     assert_eq!(got, want);
     assert!(indexed().len() > n * 9 / 10, "most tweets are indexed");
     assert_no_secret(&log, &[&password, &api_key, &es.read("api-key.secret")]);
+    es.delete(&format!("{prefix}-*"));
 }
