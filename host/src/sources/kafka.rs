@@ -202,17 +202,13 @@ impl Dedup {
     /// A window per assigned partition, holding the keys of up to `window` messages before
     /// its committed offset. A partition whose read-back fails starts with an empty window
     /// (a warning): duplicates may then pass, nothing is lost.
-    fn windows(
-        &self,
-        consumer: &BaseConsumer<Rebalancer>,
-        assigned: &TopicPartitionList,
-    ) -> Vec<RecentKeys> {
+    fn windows(&self, assigned: &TopicPartitionList, starts: &[Start]) -> Vec<RecentKeys> {
         let mut windows: Vec<RecentKeys> = assigned
             .elements()
             .iter()
             .map(|_| RecentKeys::new(self.window))
             .collect();
-        if let Err(e) = self.read_back(consumer, assigned, &mut windows) {
+        if let Err(e) = self.read_back(assigned, starts, &mut windows) {
             tracing::warn!(
                 "dedup_window: reading back the keys before the committed offsets: {e:#}; duplicates just after them may pass"
             );
@@ -222,24 +218,18 @@ impl Dedup {
 
     fn read_back(
         &self,
-        consumer: &BaseConsumer<Rebalancer>,
         assigned: &TopicPartitionList,
+        starts: &[Start],
         windows: &mut [RecentKeys],
     ) -> anyhow::Result<()> {
-        let timeout = Duration::from_secs(10);
-        let committed = consumer.committed_offsets(assigned.clone(), timeout)?;
-        let reader: BaseConsumer = self.reader.create().context("creating a reader")?;
         let mut from = TopicPartitionList::new();
         // Index in `assigned` -> the offset to read up to.
         let mut ends = BTreeMap::new();
-        for (i, e) in assigned.elements().iter().enumerate() {
-            let Some(Offset::Offset(end)) = committed
-                .find_partition(e.topic(), e.partition())
-                .map(|c| c.offset())
-            else {
-                continue; // nothing committed: nothing delivered before
+        for (i, (e, s)) in assigned.elements().iter().zip(starts).enumerate() {
+            // Nothing committed: nothing delivered before.
+            let (Some(end), Some((low, _))) = (s.committed, s.watermarks) else {
+                continue;
             };
-            let (low, _) = reader.fetch_watermarks(e.topic(), e.partition(), timeout)?;
             let start = end.saturating_sub(self.window as i64).max(low);
             if start < end {
                 from.add_partition_offset(e.topic(), e.partition(), Offset::Offset(start))?;
@@ -249,6 +239,7 @@ impl Dedup {
         if ends.is_empty() {
             return Ok(());
         }
+        let reader: BaseConsumer = self.reader.create().context("creating a reader")?;
         reader.assign(&from)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut read = 0;
@@ -324,10 +315,13 @@ impl ConsumerContext for Rebalancer {
             Rebalance::Assign(assigned) => {
                 self.metrics.rebalances.inc();
                 // Before the first message of the new assignment is fetched.
-                let mut windows = self.dedup.as_ref().map(|d| d.windows(consumer, assigned));
-                let ends = self
-                    .stop_at_end
-                    .map(|start| ends(consumer, assigned, start));
+                let starts = if self.dedup.is_some() || self.stop_at_end.is_some() {
+                    starts(consumer, assigned)
+                } else {
+                    Vec::new()
+                };
+                let mut windows = self.dedup.as_ref().map(|d| d.windows(assigned, &starts));
+                let ends = self.stop_at_end.map(|start| ends(&starts, start));
                 let mut state = self.state.lock().unwrap();
                 for (i, e) in assigned.elements().iter().enumerate() {
                     state.next_epoch += 1;
@@ -368,40 +362,53 @@ impl ConsumerContext for Rebalancer {
     }
 }
 
-/// `stop_at_end`: for each assigned partition, the offset to read up to, or `None` when there
-/// is nothing left to read (the committed offset, else the start position, is at the end).
-/// A partition whose offsets cannot be fetched is read until a message reaches its end.
-fn ends(
-    consumer: &BaseConsumer<Rebalancer>,
-    assigned: &TopicPartitionList,
-    start: StartPosition,
-) -> Vec<Option<i64>> {
+/// Where a newly assigned partition stands: the group's committed offset and the partition's
+/// watermarks (`None` when they could not be fetched, with a warning), fetched once per
+/// assignment for `dedup_window` and `stop_at_end`.
+struct Start {
+    committed: Option<i64>,
+    watermarks: Option<(i64, i64)>,
+}
+
+fn starts(consumer: &BaseConsumer<Rebalancer>, assigned: &TopicPartitionList) -> Vec<Start> {
     let timeout = Duration::from_secs(10);
-    let committed = consumer.committed_offsets(assigned.clone(), timeout).ok();
+    let committed = consumer
+        .committed_offsets(assigned.clone(), timeout)
+        .map_err(|e| tracing::warn!("the committed offsets of the new assignment: {e}"))
+        .ok();
     assigned
         .elements()
         .iter()
-        .map(|e| {
-            let (low, high) = match consumer.fetch_watermarks(e.topic(), e.partition(), timeout) {
-                Ok(w) => w,
-                Err(err) => {
-                    tracing::warn!(
-                        "stop_at_end: the end of {}[{}]: {err}",
-                        e.topic(),
-                        e.partition()
-                    );
-                    return Some(i64::MAX);
-                }
-            };
-            let from = committed
+        .map(|e| Start {
+            committed: committed
                 .as_ref()
                 .and_then(|c| c.find_partition(e.topic(), e.partition()))
                 .and_then(|c| match c.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
-                });
+                }),
+            watermarks: consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .map_err(|err| {
+                    tracing::warn!("the offsets of {}[{}]: {err}", e.topic(), e.partition())
+                })
+                .ok(),
+        })
+        .collect()
+}
+
+/// `stop_at_end`: for each assigned partition, the offset to read up to, or `None` when there
+/// is nothing left to read (the committed offset, else the start position, is at the end).
+/// A partition whose offsets cannot be fetched is read until a message reaches its end.
+fn ends(starts: &[Start], start: StartPosition) -> Vec<Option<i64>> {
+    starts
+        .iter()
+        .map(|s| {
+            let Some((low, high)) = s.watermarks else {
+                return Some(i64::MAX);
+            };
             // Without a commit the group starts at `start`: the beginning, or the end.
-            let from = from.unwrap_or(match start {
+            let from = s.committed.unwrap_or(match start {
                 StartPosition::Earliest => low,
                 StartPosition::Latest => high,
             });
