@@ -134,7 +134,9 @@ count() {
 }
 
 # timed INDEX LOG CMD...: starts CMD, polls INDEX's count until N; sets T_START and T_FIRST
-# to the docs/s from start and from the first visible document. Stops CMD if still running.
+# to the docs/s from start and from the first visible document, and T_RSS to CMD's peak
+# resident memory in MiB (VmHWM, read before it is stopped; empty if it had exited). Stops CMD
+# if still running.
 timed() {
   local index="$1" log="$2" t0 tf="" nf=0 t1 n
   shift 2
@@ -158,7 +160,9 @@ timed() {
     fi
     sleep 0.1
   done
+  T_RSS=""
   if [[ -n "$bg" ]]; then
+    T_RSS=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$bg/status" 2>/dev/null || true)
     kill -INT "$bg" 2>/dev/null || true
     wait "$bg" 2>/dev/null || true
     bg=""
@@ -172,7 +176,7 @@ for run in $(seq 1 "$RUNS"); do
   # (2) Sluice.
   sluice_toml "$run"
   timed "$RUN_ID-sluice-$run" "$WORK/sluice.log" "$HOST" run --quiet "$WORK/sluice.toml"
-  R[sluice]+="$T_START "; R[sluice_f]+="$T_FIRST "
+  R[sluice]+="$T_START "; R[sluice_f]+="$T_FIRST "; R[sluice_rss]+="$T_RSS "
   if [[ -s "$WORK/dead-letter-$run.ndjson" ]]; then echo "bench/es.sh: sluice dead-lettered records" >&2; exit 1; fi
 
   # (3) The Python consumer.
@@ -203,6 +207,7 @@ echo "| sluice: Kafka -> [prune, enrich] -> ES sink (500 x 2) | $s | $sf | $(rat
 echo "| python: confluent-kafka + opensearch-py helpers.bulk (parse + @timestamp, no chain) | $p | $pf | $(ratio "$p" "$c") |"
 echo
 echo "sluice / ceiling: $(ratio "$s" "$c"); sluice / python: $(ratio "$s" "$p")."
+echo "sluice's peak resident memory (VmHWM) at full speed: $(med sluice_rss) MiB (runs: ${R[sluice_rss]% })."
 echo "sluice and python are timed from process start until \`_count\` (polled every 0.1 s after"
 echo "\`_refresh\`) reaches $N; the ceiling from its first request until the last bulk is acknowledged."
 echo

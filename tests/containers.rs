@@ -736,6 +736,7 @@ name = "twitter-to-kafka"
 chain = ["bts"]
 batch_size = 100
 batch_timeout = "100ms"
+workers = 2
 [source]
 type = "twitter"
 base_url = "{sim}"

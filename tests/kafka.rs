@@ -1157,3 +1157,131 @@ fn stop_at_end_reads_the_topic_once_and_exits() {
     let latest = consume(&unique("stop-at-end-latest"), "latest");
     assert_eq!(latest["records_in"], 0, "{latest}");
 }
+
+/// Three chain workers on a Kafka source; two records spin their plugin into the deadline,
+/// so the worker that meets each stalls for seconds while the others run ahead. Offsets are
+/// committed during a stall (the batches before it are delivered), never past a batch that
+/// is not, and every partition reaches the sink in offset order.
+#[test]
+fn chain_workers_commit_only_delivered_batches_and_keep_partition_order() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let brokers = bootstrap();
+    let dir = tempdir();
+    let (topic, group) = (unique("workers"), unique("workers-group"));
+    let (per_partition, stalls) = (500i64, [(1i32, 200i64), (2, 350)]);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for seq in 0..per_partition {
+        for p in 0..3 {
+            let tag = if stalls.contains(&(p, seq)) {
+                "stall"
+            } else {
+                "go"
+            };
+            let value = format!(r#"{{"id_str":"{p}-{seq}","p":{p},"seq":{seq},"tag":"{tag}"}}"#);
+            let r = BaseRecord::to(&topic).key("k").payload(&value).partition(p);
+            producer.send(r).map_err(|(e, _)| e).unwrap();
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let out = dir.path().join("out.ndjson");
+    let dead = dir.path().join("out.ndjson.dead");
+    let enrich = format!(
+        "[transforms.enrich]\nplugin = \"{}/enrich.wasm\"\n",
+        root().join("guest-plugins/dist").display()
+    );
+    let toml = consumer_toml(&brokers, &topic, &group, &out, "")
+        .replace(
+            "chain = [\"enrich\"]\nbatch_size = 50",
+            "chain = [\"slow\"]\nworkers = 3\nbatch_size = 40",
+        )
+        .replace(
+            "start = \"earliest\"",
+            "start = \"earliest\"\nstop_at_end = true\ncommit_interval = \"50ms\"",
+        )
+        .replace(&enrich, &stalling_transform("300ms"));
+    assert!(
+        toml.contains("[transforms.slow]") && !toml.contains("enrich"),
+        "{toml}"
+    );
+    let log = dir.path().join("host.log");
+    let mut host = Running(Some(spawn_host(
+        &write_pipeline(dir.path(), "workers.toml", &toml),
+        &log,
+    )));
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let committed = || -> Vec<i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition(&topic, p);
+        }
+        let c = reader
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        (0..3)
+            .map(|p| match c.find_partition(&topic, p).unwrap().offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .collect()
+    };
+    // Committed offsets are read before the dead letter: a commit past a stalled record
+    // must find it dead-lettered already.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut commits_during_a_stall = 0;
+    let status = loop {
+        if let Some(status) = host.0.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the host did not finish");
+        let offsets = committed();
+        let dead_letters = std::fs::read_to_string(&dead).unwrap_or_default();
+        for (p, offset) in stalls {
+            assert!(
+                offsets[p as usize] <= offset || dead_letters.contains(&format!("{p}-{offset}")),
+                "partition {p} committed to {} before record {offset} was delivered",
+                offsets[p as usize]
+            );
+        }
+        if dead_letters.is_empty() && offsets.iter().sum::<i64>() > 0 {
+            commits_during_a_stall += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    host.0.take();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        commits_during_a_stall > 0,
+        "no commit was seen before the first stall ended"
+    );
+    assert_eq!(committed(), vec![per_partition; 3]);
+
+    let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        seen.entry(v["p"].as_i64().unwrap())
+            .or_default()
+            .push(v["seq"].as_i64().unwrap());
+    }
+    for p in 0..3 {
+        let want: Vec<i64> = (0..per_partition)
+            .filter(|&seq| !stalls.contains(&(p as i32, seq)))
+            .collect();
+        assert_eq!(seen[&p], want, "partition {p}");
+    }
+    let dead_letters = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(dead_letters.lines().count(), 2, "{dead_letters}");
+}

@@ -568,15 +568,10 @@ backoff_scale = 0.01
 [transforms.bts]
 plugin = "{plugin}"
 config = {{ keywords = "bts", whole_word = false }}
-[sinks.out]
-type = "file"
-path = "out.ndjson"
-[dead_letter]
-type = "file"
-path = "dead.ndjson"
-"#,
+{dead_and_out}"#,
             url = sim.base_url(),
             plugin = common::plugin("keyword_filter").display(),
+            dead_and_out = common::FILE_OUT_AND_DEAD,
         ),
     )
     .unwrap();

@@ -77,6 +77,9 @@ pub struct PipelineSection {
     pub batch_timeout: Duration,
     /// Batches buffered between stages (bounded: a slow sink slows the source).
     pub queue_batches: usize,
+    /// Threads running the chain, each with instances of its own; batches keep their order.
+    /// Unset: one per core.
+    pub workers: Option<usize>,
     /// Records larger than this are dead-lettered before any plugin sees them.
     pub max_record_bytes: ByteSize,
     /// Print a progress line to stderr (when it is a terminal) at this interval.
@@ -88,6 +91,18 @@ pub struct PipelineSection {
     pub shutdown_timeout: Duration,
 }
 
+impl PipelineSection {
+    /// Chain workers to run: as set, else one per core; one when there is no chain to run.
+    pub fn workers(&self) -> usize {
+        if self.chain.is_empty() {
+            return 1;
+        }
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 impl Default for PipelineSection {
     fn default() -> Self {
         Self {
@@ -96,6 +111,7 @@ impl Default for PipelineSection {
             batch_size: 500,
             batch_timeout: Duration::from_millis(100),
             queue_batches: 4,
+            workers: None,
             max_record_bytes: ByteSize::mib(1),
             progress_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -205,6 +221,9 @@ impl Pipeline {
         }
         if p.queue_batches == 0 {
             return Err(self.error("pipeline.queue_batches", "must be at least 1"));
+        }
+        if p.workers == Some(0) {
+            return Err(self.error("pipeline.workers", "must be at least 1"));
         }
         if p.shutdown_timeout.is_zero() {
             return Err(self.error("pipeline.shutdown_timeout", "must be greater than zero"));

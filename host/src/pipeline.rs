@@ -1,8 +1,10 @@
 //! Runs a pipeline: source -> chain of plugins -> sinks, over bounded queues.
 //!
-//! The source and the sinks are async tasks; the chain runs on a thread of its own because
-//! plugin calls are CPU-bound and synchronous. Queues hold at most `pipeline.queue_batches`
-//! batches, so a slow sink slows the source instead of filling memory.
+//! The source and the sinks are async tasks; the chain runs on `pipeline.workers` threads of
+//! its own, because plugin calls are CPU-bound and synchronous. The source deals batches to
+//! the workers in turn and the sinks take them back in the same turn, so batches reach the
+//! sinks in source order whichever worker finishes first. Queues hold at most
+//! `pipeline.queue_batches` batches, so a slow sink slows the source instead of filling memory.
 //!
 //! A batch is acknowledged to the source (a Kafka offset committed) once every sink and the
 //! dead letter hold its records durably. Most sinks do by the time `write` returns; a GCS sink
@@ -47,6 +49,8 @@ pub struct Summary {
     pub dropped: u64,
     pub dead_lettered: u64,
     pub batches: u64,
+    /// Chain workers that ran.
+    pub workers: usize,
     pub seconds: f64,
     pub records_per_second: f64,
     /// Plugin instances re-created after a failure or recycling, per transform.
@@ -87,6 +91,28 @@ pub fn load_chain(runtime: &Runtime, p: &Pipeline) -> anyhow::Result<Chain> {
         .map(|(name, t)| PluginSpec::from_config(name, t, |path| p.resolve(path)))
         .collect();
     Chain::load(runtime, specs).with_context(|| format!("in {}", p.file.display()))
+}
+
+/// The pipeline's chain for each of `workers` workers: the plugins compiled once, each
+/// worker with instances of its own, all reporting to the same counters.
+fn load_chains(
+    runtime: &Runtime,
+    p: &Pipeline,
+    workers: usize,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Vec<Chain>> {
+    let mut first = load_chain(runtime, p)?;
+    first.observe(telemetry);
+    let mut chains = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        chains.push(
+            first
+                .replicate()
+                .with_context(|| format!("in {}", p.file.display()))?,
+        );
+    }
+    chains.insert(0, first);
+    Ok(chains)
 }
 
 fn source_context(p: &Pipeline, telemetry: &Telemetry) -> SourceContext {
@@ -178,9 +204,10 @@ pub async fn run(
     let telemetry = options.telemetry.clone();
     let running = telemetry.readiness("pipeline", "starting: loading plugins, connecting");
     let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime.plugins))?;
-    let mut chain = load_chain(&runtime, pipeline)?;
+    let workers = cfg.pipeline.workers();
+    telemetry.chain_workers().set(workers as i64);
+    let chains = load_chains(&runtime, pipeline, workers, &telemetry)?;
     let source_metrics = telemetry.stage("source");
-    chain.observe(&telemetry);
     let mut source = open_source(pipeline, &telemetry)?;
     let mut sinks = open_sinks(pipeline, &telemetry).await?;
     let mut dead_letter = open_dead_letter(pipeline, &telemetry).await?;
@@ -188,13 +215,14 @@ pub async fn run(
     let dead_letter_metrics = telemetry.stage("dead_letter");
     let to_chain = telemetry.queue("source_to_chain");
     let to_sinks = telemetry.queue("chain_to_sinks");
-    // A reloaded chain waits here until the chain thread is between two batches.
-    let (swap_tx, mut swap_rx) = mpsc::channel::<Chain>(1);
+    // Reloaded chains (one per worker) wait here until the source task hands them out.
+    let (swap_tx, mut swap_rx) = mpsc::channel::<Vec<Chain>>(1);
     let reloader = options.reload.clone().map(|requests| {
         tokio::spawn(reload_on_request(
             requests,
             runtime.clone(),
             pipeline.file.clone(),
+            workers,
             telemetry.clone(),
             swap_tx,
         ))
@@ -203,11 +231,13 @@ pub async fn run(
 
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
-    let queue = cfg.pipeline.queue_batches;
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(queue);
-    let (out_tx, mut out_rx) = mpsc::channel::<(StageOutput, Checkpoint, Positions)>(queue);
-    // Bounded by construction: at most 2 * queue + 2 batches are in flight, plus those a sink
-    // holds (a GCS object's worth).
+    // Each worker's queues hold its share of `queue_batches`: at most 2 * queue_batches
+    // (rounded up to a multiple of the workers) + workers + 2 batches are in flight, plus
+    // those a sink holds (a GCS object's worth).
+    let queue = cfg.pipeline.queue_batches.div_ceil(workers);
+    let max_record = cfg.pipeline.max_record_bytes.as_u64() as usize;
+    let (batch_txs, mut out_rxs, worker_threads) =
+        spawn_workers(chains, queue, max_record, &telemetry)?;
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Checkpoint>();
 
     // Input that cannot be re-read is numbered per run, under a name no other run uses.
@@ -220,6 +250,11 @@ pub async fn run(
     let source_stats = stats.clone();
     let source_task = tokio::spawn(async move {
         let mut numbered = 0u64;
+        // Batch k goes to worker k % workers, so the sinks take them back in that order.
+        let mut dispatched = 0usize;
+        // A reloaded chain per worker, each taken with the worker's next batch: every batch
+        // from the first one after the reload on runs the new chain.
+        let mut reloaded: Vec<Option<Chain>> = Vec::new();
         loop {
             // Commit what the sinks have acknowledged before fetching more.
             while let Ok(checkpoint) = ack_rx.try_recv() {
@@ -258,61 +293,33 @@ pub async fn run(
                 records.inc_by(n);
                 b.inc_by(bytes);
             }
-            if batch_tx.send(batch).await.is_err() {
-                break;
+            if let Ok(chains) = swap_rx.try_recv() {
+                reloaded = chains.into_iter().map(Some).collect();
+                tracing::info!("reloaded transforms in use from this batch on");
             }
-            to_chain.set((batch_tx.max_capacity() - batch_tx.capacity()) as i64);
+            let worker = dispatched % batch_txs.len();
+            dispatched += 1;
+            let chain = reloaded.get_mut(worker).and_then(Option::take);
+            // Commits go on while the worker is busy: a stalled batch holds back the batches
+            // after it, not the commits of those before it.
+            let permit = loop {
+                tokio::select! {
+                    permit = batch_txs[worker].reserve() => break permit.ok(),
+                    Some(checkpoint) = ack_rx.recv() => source.commit(checkpoint).await?,
+                }
+            };
+            let Some(permit) = permit else { break };
+            // Counted before it is sent, so that the worker's decrement cannot come first.
+            to_chain.inc();
+            permit.send((batch, chain));
         }
-        drop(batch_tx);
+        drop(batch_txs);
         // Drain: commit every batch the sinks acknowledge until they are done.
         while let Some(checkpoint) = ack_rx.recv().await {
             source.commit(checkpoint).await?;
         }
         anyhow::Ok(())
     });
-
-    let max_record = cfg.pipeline.max_record_bytes.as_u64() as usize;
-    let to_chain_depth = telemetry.queue("source_to_chain");
-    let chain_thread = std::thread::Builder::new()
-        .name("sluice-chain".into())
-        .spawn(move || {
-            let host_stage: Arc<str> = "host".into();
-            while let Some(batch) = batch_rx.blocking_recv() {
-                to_chain_depth.set(batch_rx.len() as i64);
-                if let Ok(reloaded) = swap_rx.try_recv() {
-                    chain = reloaded;
-                    tracing::info!("reloaded transforms in use from this batch on");
-                }
-                let positions = batch
-                    .positions
-                    .expect("the source task numbers every batch");
-                let (records, too_big, kept) =
-                    split_undeliverable(batch.records, max_record, &host_stage);
-                let mut out = StageOutput::default();
-                chain.process(records, &mut out);
-                // Origins index the batch as the source gave it.
-                if let Some(kept) = kept {
-                    for o in &mut out.origins {
-                        *o = kept[*o as usize];
-                    }
-                    for d in &mut out.dead {
-                        d.origin = kept[d.origin as usize];
-                    }
-                }
-                out.dead.extend(too_big);
-                if out_tx
-                    .blocking_send((out, batch.checkpoint, positions))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            chain
-                .stages()
-                .iter()
-                .map(|s| (s.name().to_string(), s.restarts))
-                .collect::<Vec<_>>()
-        })?;
 
     let progress = (options.progress && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(print_progress(
@@ -325,6 +332,8 @@ pub async fn run(
     // each is acknowledged once no sink still holds any of its records.
     let mut held: VecDeque<Held> = VecDeque::new();
     let mut sink_result = anyhow::Ok(());
+    // The worker whose output is the next batch in source order.
+    let mut turn = 0;
     loop {
         // Sinks that rotate by age are woken even when no batch arrives.
         let wake = sinks
@@ -333,7 +342,7 @@ pub async fn run(
             .min()
             .map(tokio::time::Instant::from_std);
         let next = tokio::select! {
-            m = out_rx.recv() => m,
+            m = out_rxs[turn].recv() => m,
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
                 for (_, sink) in sinks.iter_mut() {
                     sink.tick().await;
@@ -346,10 +355,12 @@ pub async fn run(
                 continue;
             }
         };
+        // Workers' inputs close together, so the first one to end in turn ends the stream.
         let Some((out, checkpoint, positions)) = next else {
             break;
         };
-        to_sinks.set(out_rx.len() as i64);
+        turn = (turn + 1) % out_rxs.len();
+        to_sinks.dec();
         let delivered = deliver(
             &out,
             &positions,
@@ -420,7 +431,7 @@ pub async fn run(
         }
         .await;
     }
-    drop(out_rx);
+    drop(out_rxs);
     drop(ack_tx);
     if let Some(r) = reloader {
         r.abort();
@@ -431,9 +442,19 @@ pub async fn run(
     }
     sink_result?;
     source_task.await.context("source task panicked")??;
-    let restarts = chain_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the transform chain panicked"))?;
+    // Plugin instances re-created, per transform, summed over the workers.
+    let mut restarts: Vec<(String, u64)> = Vec::new();
+    for worker in worker_threads {
+        let counts = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a chain worker panicked"))?;
+        for (i, (name, n)) in counts.into_iter().enumerate() {
+            match restarts.get_mut(i) {
+                Some((_, sum)) => *sum += n,
+                None => restarts.push((name, n)),
+            }
+        }
+    }
 
     let seconds = started.elapsed().as_secs_f64();
     let records_in = stats.records_in.load(Relaxed);
@@ -444,41 +465,118 @@ pub async fn run(
         dropped: stats.dropped.load(Relaxed),
         dead_lettered: stats.dead_lettered.load(Relaxed),
         batches: stats.batches.load(Relaxed),
+        workers,
         seconds,
         records_per_second: records_in as f64 / seconds.max(1e-9),
         restarts,
     })
 }
 
-/// Loads the transforms anew from `file` on each request and hands the chain to the chain
-/// thread; a chain that fails to load (a missing plugin, a config its `init` refuses) is
+/// A batch for a chain worker, with the chain to switch to first after a reload.
+type Work = (Batch, Option<Chain>);
+/// A batch through the chain, for the sinks.
+type Done = (StageOutput, Checkpoint, Positions);
+
+/// Starts a thread per chain (plugin calls are CPU-bound and synchronous), each fed by a
+/// queue of `queue` batches and feeding one. A worker returns its stages' restart counts.
+#[allow(clippy::type_complexity)]
+fn spawn_workers(
+    chains: Vec<Chain>,
+    queue: usize,
+    max_record: usize,
+    telemetry: &Telemetry,
+) -> anyhow::Result<(
+    Vec<mpsc::Sender<Work>>,
+    Vec<mpsc::Receiver<Done>>,
+    Vec<std::thread::JoinHandle<Vec<(String, u64)>>>,
+)> {
+    let (mut inputs, mut outputs, mut threads) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, mut chain) in chains.into_iter().enumerate() {
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(queue);
+        let (out_tx, out_rx) = mpsc::channel::<Done>(queue);
+        let (to_chain, to_sinks) = (
+            telemetry.queue("source_to_chain"),
+            telemetry.queue("chain_to_sinks"),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-chain-{i}"))
+            .spawn(move || {
+                let host_stage: Arc<str> = "host".into();
+                while let Some((batch, reloaded)) = batch_rx.blocking_recv() {
+                    to_chain.dec();
+                    if let Some(reloaded) = reloaded {
+                        chain = reloaded;
+                    }
+                    let positions = batch
+                        .positions
+                        .expect("the source task numbers every batch");
+                    let (records, too_big, kept) =
+                        split_undeliverable(batch.records, max_record, &host_stage);
+                    let mut out = StageOutput::default();
+                    chain.process(records, &mut out);
+                    // Origins index the batch as the source gave it.
+                    if let Some(kept) = kept {
+                        for o in &mut out.origins {
+                            *o = kept[*o as usize];
+                        }
+                        for d in &mut out.dead {
+                            d.origin = kept[d.origin as usize];
+                        }
+                    }
+                    out.dead.extend(too_big);
+                    to_sinks.inc();
+                    if out_tx
+                        .blocking_send((out, batch.checkpoint, positions))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                chain
+                    .stages()
+                    .iter()
+                    .map(|s| (s.name().to_string(), s.restarts))
+                    .collect::<Vec<_>>()
+            })?;
+        inputs.push(batch_tx);
+        outputs.push(out_rx);
+        threads.push(thread);
+    }
+    Ok((inputs, outputs, threads))
+}
+
+/// Loads the transforms anew from `file` on each request and hands a chain per worker to the
+/// source task; a chain that fails to load (a missing plugin, a config its `init` refuses) is
 /// reported and the running one kept. Only `pipeline.chain` and `[transforms.*]` are re-read.
 async fn reload_on_request(
     mut requests: watch::Receiver<u64>,
     runtime: Runtime,
     file: std::path::PathBuf,
+    workers: usize,
     telemetry: Telemetry,
-    swap: mpsc::Sender<Chain>,
+    swap: mpsc::Sender<Vec<Chain>>,
 ) {
     let (succeeded, failed) = telemetry.reloads();
     while requests.changed().await.is_ok() {
         let (runtime, path) = (runtime.clone(), file.clone());
+        let counters = telemetry.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let p = Pipeline::load(&path)?;
-            load_chain(&runtime, &p)
+            load_chains(&runtime, &p, workers, &counters)
         })
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("loading panicked: {e}")));
         match loaded {
-            Ok(mut chain) => {
-                chain.observe(&telemetry);
-                let names: Vec<&str> = chain.stages().iter().map(|s| s.name()).collect();
+            Ok(chains) => {
+                let names: Vec<&str> = chains[0].stages().iter().map(|s| s.name()).collect();
                 tracing::info!(
-                    "reload: loaded and initialised [{}] from {}; swapping between batches                      (only pipeline.chain and [transforms.*] are reloaded)",
+                    "reload: loaded and initialised [{}] from {} for {workers} worker(s); \
+                     swapping between batches (only pipeline.chain and [transforms.*] are \
+                     reloaded)",
                     names.join(", "),
                     file.display()
                 );
-                if swap.send(chain).await.is_err() {
+                if swap.send(chains).await.is_err() {
                     return;
                 }
                 succeeded.inc();

@@ -58,6 +58,20 @@ pub fn plugin(name: &str) -> PathBuf {
     root().join(dist).join(format!("{name}.wasm"))
 }
 
+/// A file sink `out.ndjson` and a file dead letter `dead.ndjson`, beside the pipeline file.
+pub const FILE_OUT_AND_DEAD: &str = "[sinks.out]\ntype = \"file\"\npath = \"out.ndjson\"\n\
+    [dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n";
+
+/// A `[transforms.slow]` table: the hostile plugin spinning into its `timeout` on every batch
+/// that holds a record containing `stall`, so the worker running it falls behind the others.
+pub fn stalling_transform(timeout: &str) -> String {
+    format!(
+        "[transforms.slow]\nplugin = \"{}\"\ntimeout = \"{timeout}\"\n\
+         config = {{ mode = \"loop-on\", needle = \"stall\" }}\n",
+        plugin("hostile").display()
+    )
+}
+
 /// Panics with the process's stderr unless it exited successfully.
 pub fn assert_success(o: &std::process::Output) {
     assert!(

@@ -22,9 +22,10 @@ use super::{
 const RATE: f64 = 40.0;
 /// What the Twitter hop asks for on every connect.
 const BACKFILL_MINUTES: u64 = 1;
-/// The Twitter hop's `batch_size` and (default) `queue_batches`.
+/// The Twitter hop's `batch_size`, (default) `queue_batches` and `workers`.
 const BATCH: u64 = 100;
 const QUEUE_BATCHES: u64 = 4;
+const WORKERS: u64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
@@ -347,7 +348,8 @@ fn seed_pipeline_survives_chaos() {
         .iter()
         .filter(|&&f| f == Fault::KillTwitterHop)
         .count() as u64;
-    let per_kill = (RATE as u64) * 60 * BACKFILL_MINUTES + (2 * QUEUE_BATCHES + 3) * BATCH;
+    let in_flight = 2 * QUEUE_BATCHES.div_ceil(WORKERS) * WORKERS + WORKERS + 2;
+    let per_kill = (RATE as u64) * 60 * BACKFILL_MINUTES + in_flight * BATCH;
     let duplicates = (messages.len() - kafka_ids.len()) as u64;
     let count = |f: Fault| schedule.iter().filter(|&&g| g == f).count();
     let faults: Vec<String> = FAULTS

@@ -48,6 +48,7 @@ pub mod names {
     pub const SPOOL_RECORDS: &str = "spool_records";
     pub const SPOOL_DROPPED: &str = "spool_dropped";
     pub const SOURCE_DUPLICATES: &str = "source_duplicates";
+    pub const CHAIN_WORKERS: &str = "chain_workers";
 }
 
 /// Upper bounds of the latency histograms: 0.25 ms doubling to about 16 s.
@@ -179,6 +180,8 @@ families! {
          within a Kafka partition's dedup_window)";
     queue_batches: Family<QueueLabel, Gauge> = Family::default(),
         "queue_batches", "Batches waiting in a queue between stages";
+    chain_workers: Gauge = Gauge::default(),
+        names::CHAIN_WORKERS, "Threads running the transform chain (pipeline.workers)";
     ready: Family<StageLabel, Gauge> = Family::default(),
         names::READY, "1 when the stage is ready, 0 when not (see /ready)";
     stage_index: Family<StageLabel, Gauge> = Family::default(),
@@ -353,6 +356,11 @@ impl Telemetry {
             f.get_or_create_owned(&outcome("ok")),
             f.get_or_create_owned(&outcome("error")),
         )
+    }
+
+    /// Threads running the transform chain.
+    pub fn chain_workers(&self) -> Gauge {
+        self.families().chain_workers.clone()
     }
 
     /// Depth of the queue `name` between two stages.

@@ -47,6 +47,7 @@ struct Snapshot {
     stages: BTreeMap<String, StageRow>,
     rss: Option<f64>,
     cpu_seconds: Option<f64>,
+    workers: Option<f64>,
 }
 
 impl Snapshot {
@@ -70,6 +71,7 @@ impl Snapshot {
             match s.metric.as_str() {
                 "process_resident_memory_bytes" => snap.rss = Some(value),
                 "process_cpu_seconds_total" => snap.cpu_seconds = Some(value),
+                m if m == metric(names::CHAIN_WORKERS) => snap.workers = Some(value),
                 _ => {}
             }
             let Some(stage) = s.labels.get("stage") else {
@@ -184,6 +186,9 @@ fn render(addr: &str, now: &Snapshot, before: Option<&Snapshot>) -> String {
         out.push_str("  ready");
     } else {
         let _ = write!(out, "  NOT READY: {}", not_ready.join(", "));
+    }
+    if let Some(workers) = now.workers.filter(|&w| w > 0.0) {
+        let _ = write!(out, "  chain workers {workers}");
     }
     if let Some(rss) = now.rss {
         let _ = write!(out, "  rss {:.1} MiB", rss / (1 << 20) as f64);
@@ -346,6 +351,7 @@ mod tests {
         let frame = render("127.0.0.1:9598", &second, Some(&first));
         assert!(frame.contains("pipeline `demo`"), "{frame}");
         assert!(frame.contains("NOT READY: sinks.out"), "{frame}");
+        assert!(!frame.contains("chain workers"), "{frame}");
         let source_line = frame.lines().find(|l| l.starts_with("source")).unwrap();
         assert!(source_line.contains(" 1,000 "), "{source_line}");
         let sink_line = frame.lines().find(|l| l.starts_with("sinks.out")).unwrap();
@@ -359,6 +365,7 @@ mod tests {
         assert!(row("source") < row("sinks.out"), "{frame}");
         assert!(!frame.contains("spool"), "{frame}");
 
+        t.chain_workers().set(3);
         let spool = t.spool("source");
         spool.records.set(12_345);
         spool.bytes.set(3 << 20);
@@ -369,6 +376,7 @@ mod tests {
             frame.contains("spool of source: 12,345 records not yet committed, 3.0 MiB, 7 dropped"),
             "{frame}"
         );
+        assert!(frame.contains("  chain workers 3"), "{frame}");
         assert!(!frame.contains("duplicates"), "{frame}");
 
         t.kafka("source").duplicates.inc_by(4);

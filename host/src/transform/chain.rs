@@ -33,6 +33,16 @@ impl Chain {
         }
     }
 
+    /// The same plugins with instances of their own, for another chain worker.
+    pub fn replicate(&self) -> anyhow::Result<Self> {
+        let stages = self
+            .stages
+            .iter()
+            .map(Stage::replicate)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { stages })
+    }
+
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }

@@ -54,6 +54,15 @@ impl Stage {
         &self.name
     }
 
+    /// Another stage of the same compiled plugin, with an instance of its own, reporting to
+    /// the same counters (a chain worker's copy).
+    pub fn replicate(&self) -> anyhow::Result<Self> {
+        let mut stage = Self::new(self.plugin.clone())?;
+        stage.metrics = self.metrics.clone();
+        stage.calls = self.calls.clone();
+        Ok(stage)
+    }
+
     /// Runs `batch` (whose records came from input indexes `origins`) through the plugin,
     /// appending to `out`.
     pub fn process(&mut self, batch: Vec<Record>, origins: &[u32], out: &mut StageOutput) {
