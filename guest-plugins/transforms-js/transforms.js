@@ -65,10 +65,15 @@ function utf8Error(b) {
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+// Decoding replaces invalid UTF-8 with U+FFFD, so only a text holding U+FFFD needs the
+// byte-level check (in JavaScript, slow) that gives Rust's message.
 function utf8(value) {
-  const err = utf8Error(value);
-  if (err !== null) throw new Fail(`not valid UTF-8: ${err}`);
-  return decoder.decode(value);
+  const text = decoder.decode(value);
+  if (text.includes('\ufffd')) {
+    const err = utf8Error(value);
+    if (err !== null) throw new Fail(`not valid UTF-8: ${err}`);
+  }
+  return text;
 }
 
 // A strict JSON parser (RFC 8259, as serde_json reads it) that keeps what the transforms
@@ -227,15 +232,39 @@ function firstNonWs(text) {
   return text[i];
 }
 
-// The record as a parsed JSON object, or a failure with the Rust library's reason.
-function objectDoc(value) {
-  const text = utf8(value);
+// The record's text as a parsed JSON object, or a failure with the Rust library's reason.
+function objectDoc(text) {
   const doc = parse(text);
   const first = firstNonWs(text);
-  if (first === '{') return [text, doc];
+  if (first === '{') return doc;
   const kinds = { '[': 'an array', '"': 'a string', t: 'a boolean', f: 'a boolean', n: 'null' };
   throw new Fail(`not a JSON object: the document is ${kinds[first] || 'a number'}`);
 }
+
+const SMALL = 1 << 16;
+
+const colons = (s) => s.split(':').length - 1;
+
+// The record's text as JSON.parse reads it (native, so much faster here: plain objects, numbers
+// as doubles) where that holds what the exact parser's tree does for a reader of strings: an
+// object in which no key repeats (JSON.parse keeps a repeated key's last value only). Else
+// null: the exact parser decides, and words any error. Each key puts one colon in the text and
+// one in JSON.stringify's output, and a dropped repeat takes its colon with it; strings carry
+// the same colons in both unless the text writes one as an escape (`\u003a`: the exact way).
+function parsedFast(text) {
+  if (text.includes('\\u003')) return null;
+  try {
+    const doc = JSON.parse(text);
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return null;
+    return colons(text) === colons(JSON.stringify(doc)) ? doc : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+// Whether the text may write a lone surrogate: valid UTF-8 cannot, only an escape `\uDxxx`.
+// Where none is written, the strings need no readStr.
+const surrogateEscapes = (text) => text.includes('\\ud') || text.includes('\\uD');
 
 const SURROGATE = /[\ud800-\udfff]/;
 const PAIRED = /[\ud800-\udbff][\udc00-\udfff]/g;
@@ -570,12 +599,12 @@ class Paths {
   constructor(paths) {
     this.paths = paths;
     this.start = paths.map((_, i) => [i, 0]);
-    this.start.id = 'start';
-    this.cache = new Map();
+    this.start.next = new Map();
   }
+  // A state's children are memoized on it: `next` maps a key to the child state.
   child(state, key) {
-    const memo = `${state.id}\u0000${key}`;
-    if (this.cache.has(memo)) return this.cache.get(memo);
+    const known = state.next.get(key);
+    if (known !== undefined) return known;
     let next = [];
     for (const [i, pos] of state) {
       const seg = this.paths[i][pos];
@@ -589,30 +618,38 @@ class Paths {
     }
     if (next !== ALL) {
       if (next.length === 0) next = null;
-      else next.id = next.map(([i, p]) => `${i}:${p}`).join(',');
+      else next.next = new Map();
     }
-    this.cache.set(memo, next);
+    state.next.set(key, next);
     return next;
   }
 }
 
 // Calls f on every string at or beneath a path (arrays transparent), checking what the Rust
-// streaming walk decodes: every key of an object it reads, even beneath a path.
-function walkStrings(v, paths, state, f, depth = 0) {
-  if (v instanceof JObj) {
-    const inner = nested(depth);
-    for (const [k, x] of v.pairs) {
-      readStr(k);
-      const next = state === ALL ? ALL : paths.child(state, k);
-      if (next !== null) walkStrings(x, paths, next, f, inner);
-    }
-  } else if (Array.isArray(v)) {
-    const inner = nested(depth);
-    for (const x of v) walkStrings(x, paths, state, f, inner);
-  } else if (v instanceof JNum) number(v.lex);
-  else if (typeof v === 'string') {
-    readStr(v);
+// streaming walk decodes: every key of an object it reads, even beneath a path. The document
+// is the exact parser's tree or parsedFast's; `lone` is surrogateEscapes of its text.
+function walkStrings(v, paths, state, f, lone, depth = 0) {
+  if (typeof v === 'string') {
+    if (lone) readStr(v);
     if (state === ALL) f(v);
+  } else if (typeof v === 'number') {
+    // A double from JSON.parse. Near f64's limits only serde_json's own (inexact) assembly
+    // tells whether it is out of range: the failure sends the record the exact way.
+    if (!(Math.abs(v) < 1e308)) throw outOfRange();
+  } else if (v instanceof JNum) number(v.lex);
+  else if (Array.isArray(v)) {
+    const inner = nested(depth);
+    for (let i = 0; i < v.length; i++) walkStrings(v[i], paths, state, f, lone, inner);
+  } else if (v !== null && typeof v === 'object') {
+    const inner = nested(depth);
+    const exact = v instanceof JObj;
+    const keys = exact ? v.pairs : Object.keys(v);
+    for (let i = 0; i < keys.length; i++) {
+      const k = exact ? keys[i][0] : keys[i];
+      if (lone) readStr(k);
+      const next = state === ALL ? ALL : paths.child(state, k);
+      if (next !== null) walkStrings(exact ? keys[i][1] : v[k], paths, next, f, lone, inner);
+    }
   }
 }
 
@@ -664,7 +701,7 @@ const inRanges = (ranges, o) => ranges.some(([lo, hi]) => o >= lo && o <= hi);
 
 // A word character (by code point) that takes part in whole-word boundaries.
 function bounded(o) {
-  if (o < 0x80) return /[A-Za-z0-9_]/.test(String.fromCharCode(o));
+  if (o < 0x80) return (o >= 97 && o <= 122) || (o >= 65 && o <= 90) || (o >= 48 && o <= 57) || o === 95;
   return isAlnum(o) && !inRanges(UNSPACED, o) && !inRanges(DIACRITIC, o);
 }
 
@@ -698,22 +735,40 @@ class Keyword {
       return this.find(cache.fold, cache.fold);
     }
     if (this.asciiCi) {
+      // The native toLowerCase finds every candidate asciiLower (a regex, slow here) would, at
+      // the same index while it keeps the length (only U+0130 lengthens, nothing shortens);
+      // one counts where the text's own characters lower to the needle in ASCII.
+      if (cache.lower === undefined) cache.lower = text.toLowerCase();
+      if (cache.lower.length === text.length) return this.find(cache.lower, text, true);
       if (cache.ascii === undefined) cache.ascii = asciiLower(text);
       return this.find(cache.ascii, text);
     }
     return this.find(text, text);
   }
+  // Whether the needle occurs at all, boundaries aside: findIn's hay holds it (see mayMatch).
+  occursIn(text, cache) {
+    if (this.needsFolding) {
+      if (cache.fold === undefined) cache.fold = fold(text);
+      return cache.fold.includes(this.needle);
+    }
+    if (this.asciiCi) {
+      if (cache.lower === undefined) cache.lower = text.toLowerCase();
+      return cache.lower.includes(this.needle);
+    }
+    return text.includes(this.needle);
+  }
   // Like the Rust matcher: overlapping candidates in the ASCII case-insensitive scan,
-  // non-overlapping ones (memmem's find_iter) otherwise.
-  find(hay, text) {
+  // non-overlapping ones (memmem's find_iter) otherwise. `verify`: hay is text.toLowerCase().
+  find(hay, text, verify = false) {
     const { needle } = this;
     const step = this.asciiCi ? 1 : needle.length;
     let start = hay.indexOf(needle);
     while (start >= 0) {
       const end = start + needle.length;
+      const same = !verify || asciiLower(text.slice(start, end)) === needle;
       const leftOk = !(this.checkLeft && start > 0 && bounded(pointBefore(text, start)));
       const rightOk = !(this.checkRight && end < text.length && bounded(text.codePointAt(end)));
-      if (leftOk && rightOk) return true;
+      if (same && leftOk && rightOk) return true;
       start = hay.indexOf(needle, start + step);
     }
     return false;
@@ -737,10 +792,23 @@ class Matcher {
         wholeWord && bounded(chars[0].codePointAt(0)),
         wholeWord && bounded(chars[chars.length - 1].codePointAt(0))));
     }
+    this.escapable = this.keywords.some((k) => /["\\/\u0000-\u001f]/.test(k.needle));
+  }
+  // Whether a string of the record's text may hold a keyword, to spare matching each string
+  // of a record that cannot. A string shows its characters in the text as they are, but for
+  // escapes: \uXXXX may write any, the others only `"`, `\`, `/` and controls (`escapable`:
+  // a keyword holds one). Folding is per character (with ς as σ), so a string's match is in
+  // the folded text too.
+  mayMatch(text) {
+    if (this.escapable || text.includes('\\u')) return true;
+    const cache = {};
+    for (let i = 0; i < this.keywords.length; i++) if (this.keywords[i].occursIn(text, cache)) return true;
+    return false;
   }
   matchesAny(text) {
     const cache = {};
-    return this.keywords.some((k) => k.findIn(text, cache));
+    for (let i = 0; i < this.keywords.length; i++) if (this.keywords[i].findIn(text, cache)) return true;
+    return false;
   }
   mark(text, found) {
     const cache = {};
@@ -804,17 +872,36 @@ export class KeywordFilter {
   summary() {
     return `${this.invert ? 'drops' : 'keeps only'} tweets matching ${this.search.describe()}`;
   }
+  // JSON.parse's tree where it reads the same (parsedFast), the exact parser's otherwise. The
+  // fast way only keeps or drops: on any failure the exact way runs again and reports the
+  // failure Rust would, the first in document order.
   apply(value) {
-    let found = false;
     try {
-      const [, doc] = objectDoc(value);
-      const { matcher, paths } = this.search;
-      walkStrings(doc, paths, paths.start, (s) => {
-        if (!found) found = matcher.matchesAny(s);
-      });
+      const text = utf8(value);
+      const lone = surrogateEscapes(text);
+      // A big record goes the exact way, which holds fewer copies of it (the memory cap).
+      const small = text.length <= SMALL;
+      const may = !small || this.search.matcher.mayMatch(text);
+      const doc = small ? parsedFast(text) : null;
+      if (doc !== null) {
+        try {
+          return this.outcome(doc, lone, may);
+        } catch (e) {
+          if (!(e instanceof Fail)) throw e;
+        }
+      }
+      return this.outcome(objectDoc(text), lone, may);
     } catch (e) {
       return outcomeOf(e);
     }
+  }
+  // The walk checks what Rust decodes even where no keyword can match (`may`).
+  outcome(doc, lone, may) {
+    const { matcher, paths } = this.search;
+    let found = false;
+    walkStrings(doc, paths, paths.start, (s) => {
+      if (!found && may) found = matcher.matchesAny(s);
+    }, lone);
     return found !== this.invert ? KEEP : DROP;
   }
 }
@@ -1311,7 +1398,8 @@ export class Enrich {
   }
   apply(value) {
     try {
-      const [text, doc] = objectDoc(value);
+      const text = utf8(value);
+      const doc = objectDoc(text);
       try {
         return this.streaming(text, doc);
       } catch (e) {
@@ -1326,7 +1414,8 @@ export class Enrich {
     const top = readTop(doc, this.target);
     if (top.get('has_timestamp') || top.get('has_target')) throw new DataError();
     const [shape, f] = streamedFacts(top);
-    const matched = this.matched((paths, mark) => walkStrings(doc, paths, paths.start, mark));
+    const lone = surrogateEscapes(text);
+    const matched = this.matched((paths, mark) => walkStrings(doc, paths, paths.start, mark, lone));
     const [fields, ts] = derived(shape, f, matched);
     let close = text.length - 1;
     while (WS_CHARS.includes(text[close])) close -= 1;
