@@ -262,6 +262,19 @@ fn config_errors_name_the_key_and_the_origin() {
         err.contains("transforms.bts.memory") && err.contains("SLUICE_TRANSFORMS__BTS__MEMORY"),
         "{err}"
     );
+    // More chain workers than the instance pool holds (3 transforms x 2 x 11 > 64), and none.
+    let err = check_fails(&[("SLUICE_PIPELINE__WORKERS", "11")]);
+    assert!(
+        err.contains("`pipeline.workers`")
+            && err.contains("runtime.max_instances (64)")
+            && err.contains("SLUICE_PIPELINE__WORKERS"),
+        "{err}"
+    );
+    let err = check_fails(&[("SLUICE_PIPELINE__WORKERS", "0")]);
+    assert!(
+        err.contains("`pipeline.workers`: must be at least 1"),
+        "{err}"
+    );
     // A wrong pin.
     let err = check_fails(&[("SLUICE_TRANSFORMS__BTS__SHA256", &"ab".repeat(32))]);
     assert!(err.contains("refusing to load"), "{err}");

@@ -10,6 +10,7 @@
 //! table's key and the value's origin.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,15 +92,25 @@ pub struct PipelineSection {
     pub shutdown_timeout: Duration,
 }
 
-impl PipelineSection {
-    /// Chain workers to run: as set, else one per core; one when there is no chain to run.
+impl PipelineConfig {
+    /// Chain workers to run: as set, else one per core as far as the instance pool allows;
+    /// one when there is no chain to run.
     pub fn workers(&self) -> usize {
-        if self.chain.is_empty() {
+        let p = &self.pipeline;
+        if p.chain.is_empty() {
             return 1;
         }
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        p.workers.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+            cores.min(self.max_workers()).max(1)
         })
+    }
+
+    /// The most workers whose instances fit the pool twice over: a reload holds the old
+    /// chains' instances while it creates the new ones.
+    fn max_workers(&self) -> usize {
+        let per_worker = 2 * self.pipeline.chain.len().max(1);
+        self.runtime.plugins.max_instances as usize / per_worker
     }
 }
 
@@ -222,8 +233,21 @@ impl Pipeline {
         if p.queue_batches == 0 {
             return Err(self.error("pipeline.queue_batches", "must be at least 1"));
         }
-        if p.workers == Some(0) {
-            return Err(self.error("pipeline.workers", "must be at least 1"));
+        match p.workers {
+            Some(0) => return Err(self.error("pipeline.workers", "must be at least 1")),
+            Some(n) if !p.chain.is_empty() && n > c.max_workers() => {
+                return Err(self.error(
+                    "pipeline.workers",
+                    format!(
+                        "{n} workers x {} transforms need {} plugin instances (twice, for a \
+                         reload), more than runtime.max_instances ({}) allows",
+                        p.chain.len(),
+                        2 * n * p.chain.len(),
+                        c.runtime.plugins.max_instances
+                    ),
+                ));
+            }
+            _ => {}
         }
         if p.shutdown_timeout.is_zero() {
             return Err(self.error("pipeline.shutdown_timeout", "must be greater than zero"));

@@ -204,7 +204,7 @@ pub async fn run(
     let telemetry = options.telemetry.clone();
     let running = telemetry.readiness("pipeline", "starting: loading plugins, connecting");
     let runtime = Runtime::new(RuntimeOptions::from_config(&cfg.runtime.plugins))?;
-    let workers = cfg.pipeline.workers();
+    let workers = cfg.workers();
     telemetry.chain_workers().set(workers as i64);
     let chains = load_chains(&runtime, pipeline, workers, &telemetry)?;
     let source_metrics = telemetry.stage("source");
