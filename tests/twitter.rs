@@ -183,7 +183,7 @@ async fn reconnects_after_drops_without_loss_or_duplicates() {
     assert!(sim_stats.drops >= 5, "{sim_stats:?}");
     assert!(s.reconnects >= 5 && s.disconnects >= 5, "{s:?}");
     assert_eq!(s.tweets, 60);
-    assert!(s.last_disconnect.is_some());
+    assert!(s.disconnect_reasons.len() >= 5, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,7 +354,9 @@ async fn stalled_stream_is_detected_and_reopened() {
     let s = src.stats();
     assert_eq!(s.stalls, 1, "{s:?}");
     assert!(s.reconnects >= 1);
-    assert!(s.last_disconnect.unwrap_or_default().contains("stalled"));
+    // The stall ends the first connection; a reconnect may then meet 429 TooManyConnections
+    // while the server still holds the stalled one.
+    assert!(s.disconnect_reasons[0].contains("stalled"), "{s:?}");
     assert_eq!(sim.stats().stalls, 1);
     assert_eq!(sim.stats().tweets_sent, 20);
 }

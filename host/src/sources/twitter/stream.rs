@@ -27,8 +27,8 @@ pub const PARTIAL_HEADER: &str = "twitter.partial";
 
 /// A line longer than this without a newline is emitted as it is (marked partial).
 const MAX_LINE_BYTES: usize = 16 << 20;
-/// Backoff history kept in [`TwitterStats::backoffs`].
-const BACKOFF_HISTORY: usize = 64;
+/// Entries kept in [`TwitterStats::backoffs`] and [`TwitterStats::disconnect_reasons`].
+const HISTORY: usize = 64;
 
 /// Counters of a [`TwitterSource`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,8 +69,9 @@ pub struct TwitterStats {
     pub last_backoff: Option<Duration>,
     /// The most recent waits before reconnects, oldest first (at most 64).
     pub backoffs: Vec<Duration>,
-    /// Why the last connection ended or the last connect failed.
-    pub last_disconnect: Option<String>,
+    /// Why connections ended or connects failed, oldest first (at most 64): a stall is often
+    /// followed by a 429 `TooManyConnections` while Twitter still holds the stalled connection.
+    pub disconnect_reasons: Vec<String>,
 }
 
 struct Connection {
@@ -325,7 +326,7 @@ impl TwitterSource {
             "twitter stream connect failed: {why}; retrying in {}",
             humantime::format_duration(wait)
         );
-        self.stats.last_disconnect = Some(why);
+        push_bounded(&mut self.stats.disconnect_reasons, why);
         self.schedule(wait);
     }
 
@@ -370,16 +371,13 @@ impl TwitterSource {
             self.stats.tweets,
             humantime::format_duration(wait)
         );
-        self.stats.last_disconnect = Some(why);
+        push_bounded(&mut self.stats.disconnect_reasons, why);
         self.schedule(wait);
     }
 
     fn schedule(&mut self, wait: Duration) {
         self.stats.last_backoff = Some(wait);
-        if self.stats.backoffs.len() == BACKOFF_HISTORY {
-            self.stats.backoffs.remove(0);
-        }
-        self.stats.backoffs.push(wait);
+        push_bounded(&mut self.stats.backoffs, wait);
         self.retry_at = Some(Instant::now() + wait);
     }
 
@@ -522,6 +520,14 @@ fn is_error_message(line: &[u8]) -> bool {
         Ok(Value::Object(m)) => m.contains_key("errors") && !m.contains_key("data"),
         _ => false,
     }
+}
+
+/// Appends to a history of at most [`HISTORY`] entries, dropping the oldest.
+fn push_bounded<T>(history: &mut Vec<T>, entry: T) {
+    if history.len() == HISTORY {
+        history.remove(0);
+    }
+    history.push(entry);
 }
 
 fn now_ms() -> i64 {
