@@ -48,8 +48,8 @@ fn scaffold_build_and_run(lang: &str, grants: &[&str]) {
     let component = root.join(format!("{name}.wasm"));
     assert!(component.is_file(), "{} missing", component.display());
 
-    // The release host: it compiles a 13-18 MB component in seconds.
-    let mut cmd = Command::new(common_polyglot::release_host());
+    // The host compiles the component once into the shared cache (see common_polyglot).
+    let mut cmd = Command::new(common::host_bin());
     cmd.args(["plugin", "run"])
         .arg(&component)
         .args(["-c", "needle=hello"])
@@ -87,7 +87,7 @@ fn scaffold_build_and_run(lang: &str, grants: &[&str]) {
     assert!(reason.starts_with("not valid UTF-8"), "{reason}");
 
     // The config is checked in init, in every language.
-    let refused = Command::new(common_polyglot::release_host())
+    let refused = Command::new(common::host_bin())
         .args(["plugin", "run"])
         .arg(&component)
         .args(["-c", "colour=red"])
