@@ -1655,8 +1655,10 @@ listen = "{addr}"
     );
     host.stop_with("TERM");
     host.restart();
-    // The rest of the topic was never read, so the restart reads something.
-    caught_up(&mut host, 1.0);
+    // The restart reads from the last commit: what the drain did not deliver, or nothing when
+    // the first run had read the whole topic (two chain workers read ahead quickly); the
+    // comparison with a fault-free run below says whether anything was lost.
+    caught_up(&mut host, 0.0);
     host.stop();
 
     // What the same chain keeps from the whole topic without faults, read into a file.
