@@ -32,8 +32,9 @@ const USAGE: &str = "usage: cargo xtask <plugins|demo|test|bench> [args passed o
   test     build the plugins, start the local Kafka broker (compose/kafka.sh) unless
            KAFKA_BOOTSTRAP is set, and run the whole test suite
   bench    build the plugins and run benchmarks by name: `chain` and `polyglot` (cargo bench),
-           `kafka`, `es`, `startup`, `gcs`, `metrics` (bench/NAME.sh, which start the local
-           services they need); no name runs those behind the README's performance table:
+           `kafka`, `es`, `startup`, `gcs`, `metrics`, `scaleout` (bench/NAME.sh, which start
+           the local services they need); no name runs those behind the README's performance
+           table:
            chain, polyglot, kafka, es, startup";
 
 /// The benchmarks behind the README's performance table, in the order they run.
@@ -83,7 +84,7 @@ fn main() -> anyhow::Result<()> {
                     "chain" | "polyglot" => {
                         cargo(&["bench", "-p", "sluice-host", "--bench", name])?
                     }
-                    "kafka" | "es" | "startup" | "gcs" | "metrics" => {
+                    "kafka" | "es" | "startup" | "gcs" | "metrics" | "scaleout" => {
                         let script = format!("bench/{name}.sh");
                         let status = Command::new("bash").arg(&script).status()?;
                         if !status.success() {
