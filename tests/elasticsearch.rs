@@ -968,3 +968,75 @@ path = "{dead}"
     assert!(!dead.exists() || std::fs::read_to_string(&dead).unwrap().is_empty());
     cleanup(&url, &prefix);
 }
+
+#[test]
+fn three_hosts_in_one_group_index_every_tweet_once_through_a_kill_and_a_join() {
+    use common::fleet::{FAST_FAILOVER, Fleet};
+    const N: usize = 3000;
+    let url = es_url();
+    let brokers = kafka_bootstrap();
+    let prefix = unique("fleet");
+    let (topic, group) = (prefix.clone(), format!("{prefix}-group"));
+    let dir = tempdir();
+    // 200 tweets a second over 6 partitions: the kill and the join happen mid-stream.
+    let mut producer = common::fleet::produce_paced(dir.path(), &topic, 11, N, 6, 200);
+    common::wait_until(
+        "the topic's first messages",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || common::kafka::topic_end(&brokers, &topic) > 0,
+    );
+    let p = dir.path().join("fleet.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[pipeline]
+batch_size = 100
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+commit_interval = "200ms"
+[sinks.es]
+type = "elasticsearch"
+url = "{url}"
+index = "{prefix}-%{{+YYYYMMdd}}"
+[sinks.es.template]
+name = "{prefix}"
+patterns = ["{prefix}-*"]
+total_fields_limit = 5000
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+{FAST_FAILOVER}"#
+        ),
+    )
+    .unwrap();
+
+    let mut fleet = Fleet::new(&p, dir.path());
+    let pattern = format!("{prefix}-*");
+    fleet.kill_one_add_one(N as u64, Duration::from_secs(240), || count(&url, &pattern));
+    common::wait_until(
+        "the offsets committed",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || common::fleet::committed(&group, &topic) == N as i64,
+    );
+    fleet.stop_all();
+    assert!(producer.0.take().unwrap().wait().unwrap().success());
+
+    // Documents are keyed by tweet id: N documents are the N generated tweets, each once.
+    assert_eq!(count(&url, &pattern), N as u64);
+    assert!(
+        common::fleet::was_assigned(&fleet.log("h4")),
+        "{}",
+        fleet.log("h4")
+    );
+    let dead = dir.path().join("dead.ndjson");
+    assert!(!dead.exists() || std::fs::read_to_string(&dead).unwrap().is_empty());
+    cleanup(&url, &prefix);
+}

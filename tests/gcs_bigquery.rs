@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use common::root;
 use serde_json::{Value, json};
 use sluice::clients::gcp::FinishedObject;
+use sluice::event::{Ownership, Positions, StageOutput};
 use sluice::sinks::bigquery::{BigQueryConfig, BigQueryLoader};
-use sluice::sinks::gcs::{GcsConfig, GcsSink};
+use sluice::sinks::gcs::{GcsConfig, GcsDelivery, GcsSink};
+use sluice::sinks::{Sink as _, SinkContext};
 use sluice::transform::Record;
 use tweetgen::TweetGenerator;
 
@@ -1401,5 +1403,194 @@ fn a_missing_key_file_is_named_by_host_check() {
     assert!(
         err.contains("sinks.lake.credentials") && err.contains("/nonexistent/sa-key.json"),
         "{err}"
+    );
+}
+
+/// Waits until `topic` exists and has taken in messages, so consumers that start next see it.
+fn wait_for_topic(topic: &str) {
+    wait_until(
+        "the topic's first messages",
+        Duration::from_secs(60),
+        || common::kafka::topic_end(&kafka(), topic) > 0,
+    );
+}
+
+#[test]
+fn three_hosts_in_one_group_hand_partitions_over_without_a_duplicate_row() {
+    use common::fleet::{FAST_FAILOVER, Fleet};
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("fleet-topic-"), unique("fleet-group-"));
+    let (bucket, table) = (unique("sluice-fleet-"), unique("fleet_"));
+    // 200 tweets a second over 6 partitions: the kill and the join happen mid-stream.
+    let mut producer = common::fleet::produce_paced(dir.path(), &topic, 7, N, 6, 200);
+    wait_for_topic(&topic);
+    let bq = (services().bq.as_str(), "sluice_fleet", table.as_str());
+    let p = to_gcs_toml(dir.path(), &topic, &group, &bucket, bq, "200ms");
+    let mut toml = std::fs::read_to_string(&p).unwrap();
+    toml.push_str(FAST_FAILOVER);
+    std::fs::write(&p, toml).unwrap();
+    let rt = rt();
+    let loader = rt
+        .block_on(BigQueryLoader::open(bq_config("sluice_fleet", &table)))
+        .unwrap();
+
+    let mut fleet = Fleet::new(&p, dir.path());
+    fleet.kill_one_add_one(N as u64, Duration::from_secs(240), || {
+        rt.block_on(table_counts(&loader, &table)).0
+    });
+    wait_until("the offsets committed", Duration::from_secs(60), || {
+        common::fleet::committed(&group, &topic) == N as i64
+    });
+    fleet.stop_all();
+    assert!(producer.0.take().unwrap().wait().unwrap().success());
+
+    assert_eq!(
+        rt.block_on(table_counts(&loader, &table)),
+        (N as u64, N as u64),
+        "every tweet loaded once"
+    );
+    let in_objects: BTreeSet<String> = ids_in_objects(&bucket).into_iter().collect();
+    assert_eq!(in_objects, generated_ids(N), "every tweet in an object");
+    assert!(
+        common::fleet::was_assigned(&fleet.log("h4")),
+        "{}",
+        fleet.log("h4")
+    );
+    // h2's partitions (and those moved at each join) were taken over from the state it left.
+    assert!(
+        ["h1", "h3", "h4"]
+            .iter()
+            .any(|h| fleet.log(h).contains("by an earlier run or another host")),
+        "no stream taken over:\n{}",
+        fleet.log("h1")
+    );
+    let dead = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap_or_default();
+    assert_eq!(dead.lines().count(), 0, "{dead}");
+}
+
+/// Two sinks on one bucket and table play two hosts of one group: `offsets` of `stream`
+/// (assignment `epoch`) as one batch.
+fn batch_of(records: &[Record], stream: &str, epoch: u64, first: u64) -> (StageOutput, Positions) {
+    let out = StageOutput {
+        records: records.to_vec(),
+        origins: (0..records.len() as u32).collect(),
+        dropped: 0,
+        dead: Vec::new(),
+    };
+    let positions = Positions::Offsets {
+        streams: vec![stream.into()],
+        epochs: vec![epoch],
+        of: (0..records.len() as u64).map(|i| (0, first + i)).collect(),
+    };
+    (out, positions)
+}
+
+/// A host's GCS sink (with BigQuery loads) and what it reports.
+async fn sink_host(
+    bucket: &str,
+    table: &str,
+    ownership: &Ownership,
+) -> (GcsDelivery, sluice::telemetry::Telemetry) {
+    let mut config = gcs_config(bucket, "twitter/");
+    config.max_object_age = Duration::from_secs(3600);
+    config.bigquery = Some(bq_config("sluice_handover", table));
+    let telemetry = sluice::telemetry::Telemetry::new("handover");
+    let cx = SinkContext {
+        stage: "sinks.lake".into(),
+        base_dir: std::env::temp_dir(),
+        telemetry: telemetry.clone(),
+        ownership: ownership.clone(),
+    };
+    (GcsDelivery::open(&config, &cx).await.unwrap(), telemetry)
+}
+
+fn owning(stream: &str, epoch: u64) -> Ownership {
+    let o = Ownership::default();
+    o.track();
+    o.assign(stream.into(), epoch);
+    o
+}
+
+#[test]
+fn a_partition_that_moved_is_loaded_once_by_its_new_owner() {
+    let rt = rt();
+    let records = tweets(0, 300);
+    let handoffs = |t: &sluice::telemetry::Telemetry, kind: &str| {
+        let line = format!(
+            "sluice_stream_handoffs_total{{pipeline=\"handover\",stage=\"sinks.lake\",kind=\"{kind}\"}} "
+        );
+        t.encode()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(line.as_str())
+                    .map(|v| v.parse::<u64>().unwrap())
+            })
+            .unwrap_or(0)
+    };
+
+    // A zombie: host A holds offsets 0-99 when the partition moves to B without A noticing.
+    // B reads from the last commit (0) on; its claim fences A, whose later load is refused.
+    let (bucket, table) = (unique("sluice-zombie-"), unique("zombie_"));
+    let stream = format!("{}-0", unique("handover"));
+    rt.block_on(async {
+        let (mut a, a_telemetry) = sink_host(&bucket, &table, &owning(&stream, 1)).await;
+        let (mut b, b_telemetry) = sink_host(&bucket, &table, &owning(&stream, 7)).await;
+        let (out, pos) = batch_of(&records[..100], &stream, 1, 0);
+        assert!(a.write(&out, &pos).await.unwrap().is_empty());
+        let (out, pos) = batch_of(&records[..200], &stream, 7, 0);
+        assert!(b.write(&out, &pos).await.unwrap().is_empty());
+        a.finish().await.unwrap();
+        b.finish().await.unwrap();
+        assert_eq!(handoffs(&a_telemetry, "lost"), 1);
+        assert_eq!(handoffs(&b_telemetry, "lost"), 0);
+        let loader = BigQueryLoader::open(bq_config("sluice_handover", &table))
+            .await
+            .unwrap();
+        assert_eq!(
+            table_counts(&loader, &table).await,
+            (200, 200),
+            "B's rows, once"
+        );
+    });
+    // A's object stays in the bucket, unloaded, beside B's.
+    assert_eq!(ids_in_objects(&bucket).len(), 300);
+
+    // A revoke A hears of: what it holds of the partition is dropped, never written. B takes
+    // over from A's recorded state and skips what A loaded.
+    let (bucket, table) = (unique("sluice-revoke-"), unique("revoke_"));
+    let stream = format!("{}-0", unique("handover"));
+    rt.block_on(async {
+        let a_owns = owning(&stream, 1);
+        let (mut a, a_telemetry) = sink_host(&bucket, &table, &a_owns).await;
+        let (mut b, b_telemetry) = sink_host(&bucket, &table, &owning(&stream, 3)).await;
+        // A loads 0-99, then holds 100-199 when the partition is revoked.
+        let (out, pos) = batch_of(&records[..100], &stream, 1, 0);
+        a.write(&out, &pos).await.unwrap();
+        a.finish().await.unwrap();
+        let (out, pos) = batch_of(&records[100..200], &stream, 1, 100);
+        a.write(&out, &pos).await.unwrap();
+        a_owns.revoke(&stream);
+        a.tick().await;
+        a.finish().await.unwrap();
+        // B re-reads from the last commit (0): 0-99 are skipped, 100-299 loaded.
+        let (out, pos) = batch_of(&records[..300], &stream, 3, 0);
+        b.write(&out, &pos).await.unwrap();
+        b.finish().await.unwrap();
+        assert_eq!(handoffs(&b_telemetry, "taken_over"), 1);
+        let dropped = a_telemetry
+            .encode()
+            .lines()
+            .any(|l| l.starts_with("sluice_handoff_dropped_records_total") && l.ends_with(" 100"));
+        assert!(dropped, "{}", a_telemetry.encode());
+        let loader = BigQueryLoader::open(bq_config("sluice_handover", &table))
+            .await
+            .unwrap();
+        assert_eq!(table_counts(&loader, &table).await, (300, 300));
+    });
+    assert_eq!(
+        ids_in_objects(&bucket).len(),
+        300,
+        "no object of A's after the revoke"
     );
 }

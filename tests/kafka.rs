@@ -551,6 +551,7 @@ fn tweets_dated_years_ago_outlive_a_24_hour_retention() {
             batch_timeout: Duration::from_millis(200),
             base_dir: dir.path().to_path_buf(),
             telemetry: Default::default(),
+            ownership: Default::default(),
         };
         let mut source = config.open(&cx).unwrap();
         let mut records = Vec::new();

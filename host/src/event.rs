@@ -3,7 +3,8 @@
 //! not be processed or delivered. It depends on nothing else in the crate, so sources, the
 //! transform engine and sinks can all use it without using each other.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -69,9 +70,11 @@ pub enum Positions {
         len: u64,
     },
     /// Kafka: per record, its topic-partition (an index into `streams`, named
-    /// `<topic>-<partition>`) and its offset.
+    /// `<topic>-<partition>`) and its offset; per stream, the assignment it was read under
+    /// (see [`Ownership`]).
     Offsets {
         streams: Vec<Arc<str>>,
+        epochs: Vec<u64>,
         of: Vec<(u32, u64)>,
     },
 }
@@ -90,6 +93,15 @@ impl Positions {
         }
     }
 
+    /// The assignment epoch stream `s` was read under (0 for streams that are never
+    /// reassigned).
+    pub fn epoch(&self, s: usize) -> u64 {
+        match self {
+            Positions::Sequence { .. } => 0,
+            Positions::Offsets { epochs, .. } => epochs[s],
+        }
+    }
+
     /// The stream (index into [`Positions::streams`]) and position of input record `i`.
     pub fn of(&self, i: usize) -> (usize, u64) {
         match self {
@@ -104,7 +116,7 @@ impl Positions {
         match self {
             Positions::Sequence { len: 0, .. } => Vec::new(),
             Positions::Sequence { first, len, .. } => vec![(0, *first, first + len - 1)],
-            Positions::Offsets { streams, of } => {
+            Positions::Offsets { streams, of, .. } => {
                 let mut r: Vec<Option<(u64, u64)>> = vec![None; streams.len()];
                 for &(s, o) in of {
                     let e = r[s as usize].get_or_insert((o, o));
@@ -117,6 +129,45 @@ impl Positions {
                     .collect()
             }
         }
+    }
+}
+
+/// The input streams (Kafka partitions) this host owns now, each with the epoch of its
+/// assignment: the Kafka source keeps it up to date through rebalances, and a sink that holds
+/// records across batches (GCS objects) drops what it holds of a stream that moved to another
+/// host instead of writing it. Until a source tracks ownership, every stream counts as owned.
+#[derive(Clone, Debug, Default)]
+pub struct Ownership(Arc<Mutex<Option<Owned>>>);
+
+/// Stream name -> assignment epoch; `None` in [`Ownership`] until a source tracks it.
+type Owned = HashMap<Arc<str>, u64>;
+
+impl Ownership {
+    /// From now on only streams [`Ownership::assign`]ed are owned.
+    pub fn track(&self) {
+        self.0.lock().unwrap().get_or_insert_with(HashMap::new);
+    }
+
+    pub fn assign(&self, stream: Arc<str>, epoch: u64) {
+        if let Some(owned) = self.0.lock().unwrap().as_mut() {
+            owned.insert(stream, epoch);
+        }
+    }
+
+    pub fn revoke(&self, stream: &str) {
+        if let Some(owned) = self.0.lock().unwrap().as_mut() {
+            owned.remove(stream);
+        }
+    }
+
+    /// Whether this host owns `stream` (under any epoch: a stream revoked and assigned back
+    /// is still this host's).
+    pub fn owns(&self, stream: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|owned| owned.contains_key(stream))
     }
 }
 

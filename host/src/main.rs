@@ -432,7 +432,8 @@ fn schema_bigquery(path: &Path, sample: u64) -> anyhow::Result<()> {
     let mut schema = SchemaBuilder::new(DeriveOptions::default());
     let (mut read, mut out) = (0u64, StageOutput::default());
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut source = pipeline::open_source(&pipeline, &Telemetry::default())?;
+        let mut source =
+            pipeline::open_source(&pipeline, &Telemetry::default(), &Default::default())?;
         while read < sample {
             let Some(batch) = source.next_batch().await? else {
                 break;

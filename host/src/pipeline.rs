@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Pipeline;
-use crate::event::{Checkpoint, DeadLetter, Positions, Record, StageOutput};
+use crate::event::{Checkpoint, DeadLetter, Ownership, Positions, Record, StageOutput};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::{Sink, SinkContext};
 use crate::sources::{Batch, Source, SourceContext};
@@ -115,18 +115,23 @@ fn load_chains(
     Ok(chains)
 }
 
-fn source_context(p: &Pipeline, telemetry: &Telemetry) -> SourceContext {
+fn source_context(p: &Pipeline, telemetry: &Telemetry, ownership: &Ownership) -> SourceContext {
     SourceContext {
         batch_size: p.config.pipeline.batch_size,
         batch_timeout: p.config.pipeline.batch_timeout,
         base_dir: p.base_dir(),
         telemetry: telemetry.clone(),
+        ownership: ownership.clone(),
     }
 }
 
-/// The source, not yet connected.
-pub fn open_source(p: &Pipeline, telemetry: &Telemetry) -> anyhow::Result<Box<dyn Source>> {
-    let cx = source_context(p, telemetry);
+/// The source, not yet connected. It keeps `ownership` up to date for the sinks.
+pub fn open_source(
+    p: &Pipeline,
+    telemetry: &Telemetry,
+    ownership: &Ownership,
+) -> anyhow::Result<Box<dyn Source>> {
+    let cx = source_context(p, telemetry, ownership);
     p.config
         .source
         .settings()
@@ -136,7 +141,7 @@ pub fn open_source(p: &Pipeline, telemetry: &Telemetry) -> anyhow::Result<Box<dy
 
 /// `host check` of the source: no secrets read, no connection made.
 pub fn check_source(p: &Pipeline) -> anyhow::Result<()> {
-    let cx = source_context(p, &Telemetry::default());
+    let cx = source_context(p, &Telemetry::default(), &Ownership::default());
     p.config
         .source
         .settings()
@@ -148,6 +153,7 @@ pub fn check_source(p: &Pipeline) -> anyhow::Result<()> {
 pub async fn open_sinks(
     p: &Pipeline,
     telemetry: &Telemetry,
+    ownership: &Ownership,
 ) -> anyhow::Result<Vec<(Arc<str>, Box<dyn Sink>)>> {
     let mut sinks = Vec::new();
     for (name, sink) in &p.config.sinks {
@@ -156,6 +162,7 @@ pub async fn open_sinks(
             stage: Arc::from(table.as_str()),
             base_dir: p.base_dir(),
             telemetry: telemetry.clone(),
+            ownership: ownership.clone(),
         };
         let opened = sink
             .settings()
@@ -186,6 +193,7 @@ pub async fn open_dead_letter(
         stage: Arc::from("dead_letter"),
         base_dir: p.base_dir(),
         telemetry: telemetry.clone(),
+        ownership: Ownership::default(),
     };
     p.config
         .dead_letter
@@ -208,8 +216,9 @@ pub async fn run(
     telemetry.chain_workers().set(workers as i64);
     let chains = load_chains(&runtime, pipeline, workers, &telemetry)?;
     let source_metrics = telemetry.stage("source");
-    let mut source = open_source(pipeline, &telemetry)?;
-    let mut sinks = open_sinks(pipeline, &telemetry).await?;
+    let ownership = Ownership::default();
+    let mut source = open_source(pipeline, &telemetry, &ownership)?;
+    let mut sinks = open_sinks(pipeline, &telemetry, &ownership).await?;
     let mut dead_letter = open_dead_letter(pipeline, &telemetry).await?;
     let sink_metrics: Vec<StageMetrics> = sinks.iter().map(|(s, _)| telemetry.stage(s)).collect();
     let dead_letter_metrics = telemetry.stage("dead_letter");

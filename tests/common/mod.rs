@@ -273,6 +273,7 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+pub mod fleet;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

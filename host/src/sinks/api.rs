@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::event::{DeadLetter, Positions, Rejected, StageOutput};
+use crate::event::{DeadLetter, Ownership, Positions, Rejected, StageOutput};
 use crate::telemetry::Telemetry;
 use crate::util::Invalid;
 
@@ -28,6 +28,8 @@ pub struct SinkContext {
     pub base_dir: PathBuf,
     /// Where the sink reports its requests and readiness (the pipeline counts its records).
     pub telemetry: Telemetry,
+    /// The input streams this host owns (see [`Ownership`]).
+    pub ownership: Ownership,
 }
 
 impl SinkContext {

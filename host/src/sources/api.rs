@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::event::{Checkpoint, Positions, Record};
+use crate::event::{Checkpoint, Ownership, Positions, Record};
 use crate::telemetry::Telemetry;
 use crate::util::Invalid;
 
@@ -35,6 +35,8 @@ pub struct SourceContext {
     /// The pipeline file's directory.
     pub base_dir: PathBuf,
     pub telemetry: Telemetry,
+    /// Kept up to date by a source whose streams move between hosts (Kafka).
+    pub ownership: Ownership,
 }
 
 impl SourceContext {

@@ -33,7 +33,7 @@ use crate::clients::kafka::{
     EVENT_TIME_HEADER, KafkaSecurity, check_connection, check_properties, client_config,
     enable_statistics, offline_config, report_statistics, set_default,
 };
-use crate::event::{Checkpoint, Header, PartitionOffset, Positions, Record};
+use crate::event::{Checkpoint, Header, Ownership, PartitionOffset, Positions, Record};
 use crate::telemetry::{KafkaMetrics, Readiness};
 use crate::util::{ConfigValue, Invalid};
 
@@ -97,7 +97,9 @@ impl SourceSettings for KafkaSourceConfig {
         let config = client_config(&self.brokers, &security, &self.properties)?;
         check_connection(&config, &self.brokers, &security)?;
         let config = self.consumer_config(config);
+        cx.ownership.track();
         let observer = Rebalancer {
+            ownership: cx.ownership.clone(),
             readiness: cx.telemetry.readiness("source", "connecting to Kafka"),
             metrics: cx.telemetry.kafka("source"),
             dedup: (self.dedup_window > 0).then(|| Dedup::new(self.dedup_window, &config)),
@@ -182,6 +184,8 @@ impl Assignment {
 #[derive(Default)]
 struct Rebalancer {
     state: Mutex<Assignment>,
+    /// What this host owns, for the sinks.
+    ownership: Ownership,
     readiness: Readiness,
     metrics: KafkaMetrics,
     dedup: Option<Dedup>,
@@ -305,6 +309,8 @@ impl ConsumerContext for Rebalancer {
         });
         for e in revoked.elements() {
             self.metrics.revoked(e.topic(), e.partition());
+            self.ownership
+                .revoke(&stream_name(e.topic(), e.partition()));
         }
         drop(state);
         // Synchronously, so the next owner starts after everything acknowledged here.
@@ -336,6 +342,8 @@ impl ConsumerContext for Rebalancer {
                         .as_mut()
                         .map(|w| std::mem::replace(&mut w[i], RecentKeys::new(0)));
                     let end = ends.as_ref().and_then(|ends| ends[i]);
+                    self.ownership
+                        .assign(stream_name(e.topic(), e.partition()), epoch);
                     match state.find(e.topic(), e.partition()) {
                         Some(a) => {
                             a.epoch = epoch;
@@ -421,6 +429,11 @@ fn ends(starts: &[Start], start: StartPosition) -> Vec<Option<i64>> {
             (from < high).then_some(high)
         })
         .collect()
+}
+
+/// The name of a partition in [`Positions`] and [`Ownership`]: `<topic>-<partition>`.
+fn stream_name(topic: &str, partition: i32) -> Arc<str> {
+    Arc::from(format!("{topic}-{partition}"))
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
@@ -524,12 +537,17 @@ impl KafkaSource {
         let streams = checkpoint
             .offsets
             .iter()
-            .map(|p| Arc::<str>::from(format!("{}-{}", p.topic, p.partition)))
+            .map(|p| stream_name(&p.topic, p.partition))
             .collect();
+        let epochs = checkpoint.offsets.iter().map(|p| p.epoch).collect();
         Ok(Batch {
             records,
             checkpoint,
-            positions: Some(Positions::Offsets { streams, of }),
+            positions: Some(Positions::Offsets {
+                streams,
+                epochs,
+                of,
+            }),
         })
     }
 
@@ -544,7 +562,11 @@ impl KafkaSource {
              in flight are read again"
         );
         let old = self.consumer.context();
+        for a in &old.state.lock().unwrap().partitions {
+            old.ownership.revoke(&stream_name(&a.topic, a.partition));
+        }
         let observer = Rebalancer {
+            ownership: old.ownership.clone(),
             state: Mutex::new(Assignment {
                 partitions: Vec::new(),
                 next_epoch: old.state.lock().unwrap().next_epoch,

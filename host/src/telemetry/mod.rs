@@ -49,6 +49,8 @@ pub mod names {
     pub const SPOOL_DROPPED: &str = "spool_dropped";
     pub const SOURCE_DUPLICATES: &str = "source_duplicates";
     pub const CHAIN_WORKERS: &str = "chain_workers";
+    pub const HANDOFFS: &str = "stream_handoffs";
+    pub const HANDOFF_DROPPED: &str = "handoff_dropped_records";
 }
 
 /// Upper bounds of the latency histograms: 0.25 ms doubling to about 16 s.
@@ -194,6 +196,14 @@ families! {
         names::SPOOL_RECORDS, "Records in a source's disk spool not yet committed";
     spool_full: Family<StageLabel, Gauge> = Family::default(),
         "spool_full", "1 while a source's disk spool is full";
+    handoffs: Family<KindLabels, Counter> = Family::default(),
+        names::HANDOFFS,
+        "Input streams (Kafka partitions) a sink took over from another host (kind taken_over), \
+         or lost to one while writing them (kind lost)";
+    handoff_dropped: Family<StageLabel, Counter> = Family::default(),
+        names::HANDOFF_DROPPED,
+        "Records a sink dropped unwritten because their stream moved to another host, which \
+         reads them again";
     spool_dropped: Family<KindLabels, Counter> = Family::default(),
         names::SPOOL_DROPPED,
         "Records a disk spool dropped because it was full (kind full), and damaged tails it cut off after a crash (kind torn)";
@@ -304,6 +314,16 @@ impl Telemetry {
             failed: f.requests.get_or_create_owned(&outcome("error")),
             retries: f.retries.get_or_create_owned(&l),
             seconds: f.request_seconds.get_or_create_owned(&l),
+        }
+    }
+
+    /// Streams a sink that holds records across batches hands over between hosts.
+    pub fn handoffs(&self, name: &str) -> HandoffMetrics {
+        let f = self.families();
+        HandoffMetrics {
+            taken_over: f.handoffs.get_or_create_owned(&kind(name, "taken_over")),
+            lost: f.handoffs.get_or_create_owned(&kind(name, "lost")),
+            dropped: f.handoff_dropped.get_or_create_owned(&stage(name)),
         }
     }
 
@@ -507,6 +527,14 @@ impl RequestMetrics {
         self.seconds.observe(took.as_secs_f64());
         if ok { &self.ok } else { &self.failed }.inc();
     }
+}
+
+/// See [`Telemetry::handoffs`].
+#[derive(Clone, Default)]
+pub struct HandoffMetrics {
+    pub taken_over: Counter,
+    pub lost: Counter,
+    pub dropped: Counter,
 }
 
 /// Lag and committed offsets of a Kafka consumer, per partition it owns.

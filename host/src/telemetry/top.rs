@@ -29,6 +29,11 @@ struct StageRow {
     spool: Option<SpoolRow>,
     /// Records the source dropped as already delivered.
     duplicates: f64,
+    /// Streams taken over from other hosts, and lost to them mid-write.
+    taken_over: f64,
+    lost: f64,
+    /// Records dropped unwritten because their stream moved to another host.
+    handoff_dropped: f64,
 }
 
 /// A stage's disk spool.
@@ -99,6 +104,14 @@ impl Snapshot {
                 row.spool.get_or_insert_default().bytes = value;
             } else if m == counter(names::SOURCE_DUPLICATES) {
                 row.duplicates = value;
+            } else if m == counter(names::HANDOFFS) {
+                match s.labels.get("kind") {
+                    Some("taken_over") => row.taken_over = value,
+                    Some("lost") => row.lost = value,
+                    _ => {}
+                }
+            } else if m == counter(names::HANDOFF_DROPPED) {
+                row.handoff_dropped = value;
             } else if m == counter(names::SPOOL_DROPPED) {
                 row.spool.get_or_insert_default().dropped += value;
             } else if m == metric(names::BATCH_SECONDS)
@@ -253,6 +266,20 @@ fn render(addr: &str, now: &Snapshot, before: Option<&Snapshot>) -> String {
             count(spool.dropped)
         );
     }
+    for (stage, row) in now
+        .stages
+        .iter()
+        .filter(|(_, r)| r.taken_over + r.lost + r.handoff_dropped > 0.0)
+    {
+        let _ = writeln!(
+            out,
+            "{stage} took over {} streams from other hosts, lost {} while writing them, \
+             dropped {} records that moved",
+            count(row.taken_over),
+            count(row.lost),
+            count(row.handoff_dropped)
+        );
+    }
     for (stage, row) in now.stages.iter().filter(|(_, r)| r.duplicates > 0.0) {
         let _ = writeln!(
             out,
@@ -384,6 +411,21 @@ mod tests {
         let frame = render("127.0.0.1:9598", &fourth, Some(&third));
         assert!(
             frame.contains("source dropped 4 duplicates (delivered before)"),
+            "{frame}"
+        );
+        assert!(!frame.contains("took over"), "{frame}");
+
+        let handoffs = t.handoffs("sinks.out");
+        handoffs.taken_over.inc_by(2);
+        handoffs.lost.inc();
+        handoffs.dropped.inc_by(250);
+        let fifth = Snapshot::parse(&t.encode(), start + Duration::from_secs(8)).unwrap();
+        let frame = render("127.0.0.1:9598", &fifth, Some(&fourth));
+        assert!(
+            frame.contains(
+                "sinks.out took over 2 streams from other hosts, lost 1 while writing them, \
+                 dropped 250 records that moved"
+            ),
             "{frame}"
         );
     }

@@ -10,12 +10,29 @@
 //! need not fall the same way twice, so names alone cannot prevent duplicates. Instead, before
 //! the load job of finalized objects starts, the sink writes a small state object per stream,
 //! `_sluice/<prefix><stream>.json`, holding the last position loaded and the objects of that
-//! job. The first time a run sees a stream whose input can be re-read (Kafka partitions), it
-//! reads that file, finishes the recorded job (load job ids derive from the objects, so a job
-//! that already ran is found and not run again) and skips input at or before the recorded
-//! position. Within a run, the sink remembers the last position it took per stream, so a
-//! partition revoked and assigned again (re-read from its last commit) adds nothing twice
-//! either. Run one host per group against one bucket and prefix.
+//! job. Within a run, the sink remembers the last position it took per stream, so a partition
+//! revoked and assigned again (re-read from its last commit) adds nothing twice either.
+//!
+//! # Many hosts, one consumer group
+//!
+//! The state object is also the stream's lease. Every write of it is conditional on the
+//! generation this host last read or wrote (GCS `ifGenerationMatch`), so the writes of all
+//! hosts to one stream fall in one order and none overwrites another's unseen:
+//! - When a batch of a new assignment of a stream arrives (the first after a start or a
+//!   rebalance), the host claims the stream: it reads the state, finishes the recorded job
+//!   (load job ids derive from the objects, so a job that already ran is found and not run
+//!   again), and writes the state back. Input at or before the recorded position is skipped.
+//!   If another host wrote the state since this one last did, what this one still holds of
+//!   the stream came from an older assignment: it is dropped, and read again.
+//! - Before each load, the host writes the stream's new position and job. If that write
+//!   fails its condition, another host claimed the stream meanwhile: this host leaves those
+//!   objects unloaded and drops what it holds of the stream; the new owner loads the records
+//!   from its own reading, once.
+//! - A stream revoked from this host (`Ownership`) is dropped before it is written.
+//!
+//! Objects are named after the input they hold, so two hosts writing the same range write the
+//! same records under one name; an object a host wrote just before losing its stream is left
+//! in the bucket unloaded (logged, and counted as `lost`).
 //!
 //! # Failures
 //!
@@ -39,18 +56,38 @@ use serde_json::Value;
 
 use super::{GcsConfig, GcsSink};
 use crate::clients::gcp::{FinishedObject, outage_backoff};
-use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
+use crate::event::{DeadLetter, Ownership, Positions, Record, Rejected, StageOutput};
 use crate::sinks::api::{Sink, SinkContext};
 use crate::sinks::bigquery::{BigQueryLoader, LoadFailed, SchemaSetting};
-use crate::telemetry::Readiness;
+use crate::telemetry::{HandoffMetrics, Readiness};
 
 /// What `_sluice/<prefix><stream>.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct StreamState {
-    /// Last position of the stream that is in an uploaded object (and loaded, or dead-lettered).
-    through: u64,
-    /// The objects of the last load job, to finish it after a crash.
+    /// Last position of the stream that is in an uploaded object (and loaded, or
+    /// dead-lettered); none before any was.
+    through: Option<u64>,
+    /// The objects of the last load job, to finish it after a crash or a handover.
     job: Vec<FinishedObject>,
+    /// The host process that wrote it, and which of its writes this is: a write retried after
+    /// a lost answer recognises itself by them.
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    write: u64,
+}
+
+/// A stream this host holds the lease of, as far as it knows.
+struct Claim {
+    /// The assignment (see `Positions::epoch`) whose records the sink takes.
+    epoch: u64,
+    /// The generation of the state object this host wrote last.
+    generation: i64,
+    /// Positions at or before this are taken already: held in an object, or delivered.
+    taken: Option<u64>,
+    /// Another host claimed the stream while this one held it under `epoch`: the rest of
+    /// that assignment's records are left to the new owner.
+    lost: bool,
 }
 
 pub struct GcsDelivery {
@@ -59,11 +96,14 @@ pub struct GcsDelivery {
     /// Feed every record to the loader's schema derivation.
     derive: bool,
     stage: Arc<str>,
-    /// Input streams that can be re-read (Kafka partitions), by name: positions at or before
-    /// the value are taken already, held in an object or delivered (by this run or, as the
-    /// stream's state file says, an earlier one). A partition that is revoked and assigned
-    /// again is re-read from its last commit; this is what keeps those records out a second time.
-    taken: HashMap<Arc<str>, Option<u64>>,
+    /// Input streams that can be re-read (Kafka partitions) whose lease this host holds.
+    claims: HashMap<Arc<str>, Claim>,
+    ownership: Ownership,
+    /// Names this host process in the state objects.
+    owner: String,
+    /// Writes of state objects so far.
+    writes: u64,
+    handoffs: HandoffMetrics,
     replayable: bool,
     dead: Vec<DeadLetter>,
     /// Not ready while uploads or loads keep failing.
@@ -96,7 +136,11 @@ impl GcsDelivery {
             loader,
             derive,
             stage,
-            taken: HashMap::new(),
+            claims: HashMap::new(),
+            ownership: cx.ownership.clone(),
+            owner: process_name(),
+            writes: 0,
+            handoffs: cx.telemetry.handoffs(&cx.stage),
             replayable: false,
             dead: Vec::new(),
             readiness,
@@ -119,8 +163,9 @@ impl Sink for GcsDelivery {
         // Positions at or before `skip[s]` are held or delivered already.
         let mut skip = vec![None; streams.len()];
         if self.replayable {
+            self.drop_moved();
             for (s, name) in streams.iter().enumerate() {
-                skip[s] = self.recovered(name).await;
+                skip[s] = self.claim(name, positions.epoch(s)).await;
             }
         }
         let mut rejected = Vec::new();
@@ -156,8 +201,8 @@ impl Sink for GcsDelivery {
                 Some(done) => first.max(done + 1),
                 None => first,
             };
-            if self.replayable {
-                self.taken.insert(streams[s].clone(), Some(last));
+            if let Some(claim) = self.claims.get_mut(&streams[s]) {
+                claim.taken = Some(last);
             }
             let position = format!("{}-{first}-{last}", streams[s]);
             match self.objects.write(&by_stream[s], &position).await {
@@ -171,6 +216,7 @@ impl Sink for GcsDelivery {
 
     /// Finalizes objects that reached `max_object_age`.
     async fn tick(&mut self) {
+        self.drop_moved();
         let finished = match self.objects.flush_expired().await {
             Ok(done) => done,
             Err(e) => self.retry_uploads(e).await,
@@ -255,32 +301,37 @@ impl GcsDelivery {
         }
     }
 
-    /// Records the objects in each stream's state, then loads them.
-    async fn complete(&mut self, finished: Vec<FinishedObject>) {
-        if finished.is_empty() {
-            return;
-        }
+    /// Records the objects in each stream's state, then loads them. A stream whose state
+    /// another host wrote meanwhile is left out: its objects stay unloaded.
+    async fn complete(&mut self, mut finished: Vec<FinishedObject>) {
         if self.replayable {
-            let mut through: HashMap<&str, u64> = HashMap::new();
-            for o in &finished {
-                let t = through.entry(o.stream.as_str()).or_insert(o.last);
-                *t = (*t).max(o.last);
-            }
-            for (stream, last) in through {
-                let state = StreamState {
-                    through: last,
-                    job: finished.clone(),
-                };
-                let body = serde_json::to_vec(&state).expect("state serialises");
-                let name = self.state_name(stream);
-                let mut waits = outage_backoff();
-                while let Err(e) = self.objects.put(&name, body.clone()).await {
-                    tracing::error!("{}: {e:#}; retrying", self.stage);
-                    tokio::time::sleep(waits.next_wait()).await;
+            // Until every stream's state names exactly the job that runs.
+            loop {
+                let mut through: HashMap<String, u64> = HashMap::new();
+                for o in &finished {
+                    let t = through.entry(o.stream.clone()).or_insert(o.last);
+                    *t = (*t).max(o.last);
+                }
+                let mut lost = Vec::new();
+                for (stream, last) in through {
+                    if !self.record_job(&stream, last, &finished).await {
+                        lost.push(stream);
+                    }
+                }
+                if lost.is_empty() {
+                    break;
+                }
+                for stream in &lost {
+                    let (gone, kept): (Vec<_>, Vec<_>) =
+                        finished.into_iter().partition(|o| &o.stream == stream);
+                    finished = kept;
+                    self.lose(stream, &gone);
                 }
             }
         }
-        self.load(&finished).await;
+        if !finished.is_empty() {
+            self.load(&finished).await;
+        }
     }
 
     /// Runs the load job until it succeeds, or dead-letters the objects' rows when BigQuery
@@ -347,7 +398,7 @@ impl GcsDelivery {
             let mut waits = outage_backoff();
             let body = loop {
                 match self.objects.get(&o.name).await {
-                    Ok(Some(b)) => break b,
+                    Ok(Some((b, _))) => break b,
                     Ok(None) => {
                         tracing::error!("{}: {} vanished; {} rows lost", self.stage, o.uri, o.rows);
                         break Vec::new();
@@ -387,48 +438,206 @@ impl GcsDelivery {
         }
     }
 
-    /// The last position of `stream` taken already: known in this run, or read from the
-    /// stream's state (after finishing the last load job an earlier run recorded there).
-    async fn recovered(&mut self, stream: &Arc<str>) -> Option<u64> {
-        if let Some(taken) = self.taken.get(stream) {
-            return *taken;
+    /// Claims `stream` for the assignment `epoch` (see the module docs) unless this host holds
+    /// it under that assignment already; returns the last position taken.
+    async fn claim(&mut self, stream: &Arc<str>, epoch: u64) -> Option<u64> {
+        if let Some(claim) = self.claims.get(stream)
+            && claim.epoch == epoch
+        {
+            return if claim.lost {
+                Some(u64::MAX)
+            } else {
+                claim.taken
+            };
         }
+        loop {
+            let (state, generation) = self.read_state(stream).await;
+            if let Some(claim) = self.claims.get_mut(stream)
+                && claim.generation == generation
+                && !claim.lost
+            {
+                // No other host wrote the state since this one did: what it holds stays valid.
+                claim.epoch = epoch;
+                return claim.taken;
+            }
+            if self.claims.remove(stream).is_some() {
+                // Read under an older assignment; the new one reads it again.
+                self.drop_stream(stream, "it was taken by another host meanwhile");
+            }
+            if let Some(state) = &state {
+                if !state.job.is_empty() {
+                    self.load(&state.job).await;
+                }
+                if state.owner != self.owner {
+                    self.handoffs.taken_over.inc();
+                    tracing::info!(
+                        "{}: {stream} was delivered through position {} by an earlier run or \
+                         another host ({})",
+                        self.stage,
+                        state.through.map_or("none".into(), |t| t.to_string()),
+                        state.owner
+                    );
+                }
+            }
+            let through = state.and_then(|s| s.through);
+            if !self.ownership.owns(stream) {
+                // Revoked while claiming: the next owner claims it; this batch is not committed.
+                return through;
+            }
+            if let Some(generation) = self.write_state(stream, through, &[], generation).await {
+                self.claims.insert(
+                    stream.clone(),
+                    Claim {
+                        epoch,
+                        generation,
+                        taken: through,
+                        lost: false,
+                    },
+                );
+                return through;
+            }
+            // Another host wrote it between the read and the write: read it again.
+        }
+    }
+
+    /// Writes `stream`'s state before a load of `job` that takes it through `last`; false
+    /// when the stream is no longer this host's.
+    async fn record_job(&mut self, stream: &str, last: u64, job: &[FinishedObject]) -> bool {
+        let Some(generation) = self
+            .claims
+            .get(stream)
+            .filter(|c| !c.lost)
+            .map(|c| c.generation)
+        else {
+            return false;
+        };
+        match self.write_state(stream, Some(last), job, generation).await {
+            Some(generation) => {
+                if let Some(claim) = self.claims.get_mut(stream) {
+                    claim.generation = generation;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes a stream's state if it is still at `generation`; the new generation, or `None`
+    /// when another host wrote it since. Retried until GCS answers.
+    async fn write_state(
+        &mut self,
+        stream: &str,
+        through: Option<u64>,
+        job: &[FinishedObject],
+        generation: i64,
+    ) -> Option<i64> {
+        self.writes += 1;
+        let state = StreamState {
+            through,
+            job: job.to_vec(),
+            owner: self.owner.clone(),
+            write: self.writes,
+        };
+        let body = serde_json::to_vec(&state).expect("state serialises");
         let name = self.state_name(stream);
         let mut waits = outage_backoff();
-        let state = loop {
-            match self.objects.get(&name).await.and_then(|b| {
-                b.map(|b| {
-                    serde_json::from_slice::<StreamState>(&b)
-                        .with_context(|| format!("gcs: {name} is not a Sluice stream state"))
-                })
-                .transpose()
-            }) {
-                Ok(s) => break s,
+        loop {
+            match self.objects.put_if(&name, body.clone(), generation).await {
+                Ok(Some(generation)) => return Some(generation),
+                Ok(None) => {
+                    // A retry can meet the write it retries, which landed.
+                    let (now, generation) = self.read_state(stream).await;
+                    return now
+                        .is_some_and(|s| s.owner == self.owner && s.write == self.writes)
+                        .then_some(generation);
+                }
                 Err(e) => {
                     tracing::error!("{}: {e:#}; retrying", self.stage);
                     tokio::time::sleep(waits.next_wait()).await;
                 }
             }
-        };
-        let through = match state {
-            Some(state) => {
-                tracing::info!(
-                    "{}: {stream} was delivered through position {} by an earlier run",
-                    self.stage,
-                    state.through
-                );
-                self.load(&state.job).await;
-                Some(state.through)
+        }
+    }
+
+    /// A stream's state and its generation (0 when there is none yet), read until GCS answers.
+    async fn read_state(&self, stream: &str) -> (Option<StreamState>, i64) {
+        let name = self.state_name(stream);
+        let mut waits = outage_backoff();
+        loop {
+            let read = self.objects.get(&name).await.and_then(|found| match found {
+                Some((body, generation)) => serde_json::from_slice::<StreamState>(&body)
+                    .map(|s| (Some(s), generation))
+                    .with_context(|| format!("gcs: {name} is not a Sluice stream state")),
+                None => Ok((None, 0)),
+            });
+            match read {
+                Ok(read) => return read,
+                Err(e) => {
+                    tracing::error!("{}: {e:#}; retrying", self.stage);
+                    tokio::time::sleep(waits.next_wait()).await;
+                }
             }
-            None => None,
-        };
-        self.taken.insert(stream.clone(), through);
-        through
+        }
+    }
+
+    /// Drops what the sink holds of streams revoked from this host, before it writes them.
+    fn drop_moved(&mut self) {
+        let moved: Vec<Arc<str>> = self
+            .claims
+            .keys()
+            .filter(|s| !self.ownership.owns(s))
+            .cloned()
+            .collect();
+        for stream in moved {
+            self.claims.remove(&stream);
+            self.drop_stream(&stream, "it was revoked from this host");
+        }
+    }
+
+    /// Another host claimed `stream` while this one wrote `objects` of it: they stay unloaded.
+    fn lose(&mut self, stream: &str, objects: &[FinishedObject]) {
+        self.handoffs.lost.inc();
+        if let Some(claim) = self.claims.get_mut(stream) {
+            claim.lost = true;
+        }
+        let names: Vec<&str> = objects.iter().map(|o| o.uri.as_str()).collect();
+        tracing::warn!(
+            "{}: {stream} was claimed by another host while this one wrote it; left unloaded \
+             (the new owner loads these records from its own reading): {}",
+            self.stage,
+            names.join(" ")
+        );
+        self.drop_stream(stream, "it was claimed by another host");
+    }
+
+    fn drop_stream(&mut self, stream: &str, why: &str) {
+        let rows = self.objects.discard(stream);
+        if rows > 0 {
+            self.handoffs.dropped.inc_by(rows);
+            tracing::info!(
+                "{}: dropped {rows} buffered records of {stream}, unwritten: {why}; its owner \
+                 reads them again",
+                self.stage
+            );
+        }
     }
 
     fn state_name(&self, stream: &str) -> String {
         format!("_sluice/{}{stream}.json", self.objects.config().prefix)
     }
+}
+
+/// Names this host process in the state objects it writes (a restart is another process).
+fn process_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host} pid {} ({started:x})", std::process::id())
 }
 
 /// The dead letters' reason when `retry_give_up` ran out.

@@ -393,6 +393,21 @@ impl GcsSink {
         open.into_iter().chain(sealed).min()
     }
 
+    /// Drops what the sink holds of `stream`, open or waiting for upload (its stream moved to
+    /// another host, which reads the records again); returns the number of records dropped.
+    pub fn discard(&mut self, stream: &str) -> u64 {
+        let open = self.open.remove(stream).map_or(0, |o| o.rows);
+        let mut sealed = 0;
+        self.sealed.retain(|s| {
+            let keep = s.object.stream != stream;
+            if !keep {
+                sealed += s.object.rows;
+            }
+            keep
+        });
+        open + sealed
+    }
+
     /// Takes the objects waiting for upload out of the sink, with their gzip bodies: their
     /// positions no longer count as buffered.
     pub fn abandon_sealed(&mut self) -> Vec<(FinishedObject, bytes::Bytes)> {
@@ -410,25 +425,39 @@ impl GcsSink {
         self.uploaded
     }
 
-    /// Writes a small object in one request (the sink's own state files).
-    pub async fn put(&self, name: &str, body: Vec<u8>) -> anyhow::Result<()> {
+    /// Writes a small object in one request (the sink's own state files) if its generation
+    /// is still `generation` (0: if it does not exist). Returns the new generation, or `None`
+    /// when the object changed meanwhile (`412 Precondition Failed`). A retry after a lost
+    /// answer can meet its own write: callers recognise it by the content.
+    pub async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        generation: i64,
+    ) -> anyhow::Result<Option<i64>> {
         use google_cloud_gax::retry_policy::RetryPolicyExt as _;
-        self.client
+        let written = self
+            .client
             .write_object(&self.bucket_path, name, bytes::Bytes::from(body))
             .set_content_type("application/json")
+            .set_if_generation_match(generation)
             .with_idempotency(true)
             .with_retry_policy(
                 google_cloud_storage::retry_policy::RetryableErrors
                     .with_time_limit(self.config.retry_for),
             )
             .send_buffered()
-            .await
-            .map(drop)
-            .with_context(|| format!("gcs: writing gs://{}/{name}", self.config.bucket))
+            .await;
+        match written {
+            Ok(object) => Ok(Some(object.generation)),
+            Err(e) if e.http_status_code() == Some(412) => Ok(None),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("gcs: writing gs://{}/{name}", self.config.bucket))),
+        }
     }
 
-    /// Reads a whole object; `None` when it does not exist.
-    pub async fn get(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// Reads a whole object, with its generation; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
         let uri = || format!("gs://{}/{name}", self.config.bucket);
         let mut response = match self
             .client
@@ -440,11 +469,12 @@ impl GcsSink {
             Err(e) if e.http_status_code() == Some(404) => return Ok(None),
             Err(e) => return Err(anyhow::Error::from(e).context(format!("gcs: reading {}", uri()))),
         };
+        let generation = response.object().generation;
         let mut body = Vec::new();
         while let Some(chunk) = response.next().await {
             body.extend_from_slice(&chunk.with_context(|| format!("gcs: reading {}", uri()))?);
         }
-        Ok(Some(body))
+        Ok(Some((body, generation)))
     }
 
     fn parse_position(&mut self, position: &str, n: usize) -> (String, u64, u64) {
