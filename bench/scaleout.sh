@@ -4,8 +4,10 @@
 # Every run starts K hosts at once on a fresh group and is timed from their start until the
 # group has committed all N offsets (bench/wait_committed.py): so it includes start-up and the
 # rebalances of the joins. Each host runs the default chain workers (one per core).
-#   SINK=file   each host writes to /dev/null: what the hosts alone do
-#   SINK=es     the Elasticsearch sink, all hosts into one daily index (tweet id as _id)
+# SINKS lists the sinks to measure:
+#   file   each host writes to /dev/null: what the hosts alone do
+#   es     the Elasticsearch sink as examples/kafka-to-es.toml has it, all hosts into one daily
+#          index (tweet id as _id)
 #
 #   bash bench/scaleout.sh         # N=60000, RUNS=3, SINKS="file es"; KAFKA_BOOTSTRAP, ELASTICSEARCH_URL
 # Starts compose/kafka.sh (and compose/elasticsearch.sh for es) when not running.
@@ -65,8 +67,21 @@ config = { keywords = ["bts"] }
 TOML
   case $2 in
     file) printf '[sinks.out]\ntype = "file"\npath = "/dev/null"\n' ;;
-    es) printf '[sinks.es]\ntype = "elasticsearch"\nurl = "%s"\nindex = "%s-%%{+YYYYMMdd}"\n[sinks.es.template]\nname = "%s"\npatterns = ["%s-*"]\ntotal_fields_limit = 5000\n' \
-      "$ES" "$RUN_ID" "$RUN_ID" "$RUN_ID" ;;
+    es) cat <<TOML
+[sinks.es]
+type = "elasticsearch"
+url = "$ES"
+index = "$RUN_ID-%{+YYYYMMdd}"
+bulk_max_docs = 500
+concurrency = 2
+[sinks.es.template]
+name = "$RUN_ID"
+patterns = ["$RUN_ID-*"]
+replicas = 0
+total_fields_limit = 2000
+unmapped = "store"
+TOML
+      ;;
   esac
 }
 
