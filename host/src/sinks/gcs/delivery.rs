@@ -481,8 +481,9 @@ impl GcsDelivery {
             }
             let through = state.and_then(|s| s.through);
             if !self.ownership.owns(stream) {
-                // Revoked while claiming: the next owner claims it; this batch is not committed.
-                return through;
+                // Revoked while claiming: the records are left to the next owner (this
+                // assignment's offsets are never committed).
+                return Some(u64::MAX);
             }
             if let Some(generation) = self.write_state(stream, through, &[], generation).await {
                 self.claims.insert(
