@@ -93,7 +93,7 @@ impl Enrich {
             None => None,
             Some(search) => {
                 let mut found = vec![false; search.matcher.len()];
-                let walked = json::for_each_string(value, &search.trie, &mut |s: &str| {
+                let walked = json::walk_strings(text, &search.trie, &mut |s: &str| {
                     search.matcher.mark_matches(s, &mut found);
                 });
                 if let Err(reason) = walked {
