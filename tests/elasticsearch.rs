@@ -698,19 +698,12 @@ type = "generate"
 count = 300
 [source.tweets]
 wide_share = 0.2
-{transforms}[sinks.es]
-type = "elasticsearch"
-url = "{url}"
-index = "{prefix}-%{{+YYYYMMdd}}"
-[sinks.es.template]
-name = "{prefix}"
-patterns = ["{prefix}-*"]
-total_fields_limit = 1000
-{extra}
+{transforms}{es}{extra}
 [dead_letter]
 type = "file"
 path = "dead.ndjson"
 "#,
+            es = es_sink_toml(url, prefix, 1000),
             transforms = chain
                 .iter()
                 .map(|name| match *name {
@@ -884,6 +877,41 @@ fn run_until_lines(toml: &str, dir: &Path, lines: &Path, n: usize) {
     assert_eq!(summary.dead_lettered, 0, "{summary}");
 }
 
+/// Kafka -> Elasticsearch daily indices `PREFIX-YYYYMMDD` (with a template), in batches of 100,
+/// committing every 200 ms; callers append the other sinks and the dead-letter table.
+fn kafka_to_es_toml(brokers: &str, topic: &str, group: &str, url: &str, prefix: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+batch_size = 100
+batch_timeout = "50ms"
+[source]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+commit_interval = "200ms"
+{es}"#,
+        es = es_sink_toml(url, prefix, 5000)
+    )
+}
+
+/// `[sinks.es]`: daily indices `PREFIX-YYYYMMDD`, with a template of that name.
+fn es_sink_toml(url: &str, prefix: &str, total_fields_limit: u32) -> String {
+    format!(
+        r#"[sinks.es]
+type = "elasticsearch"
+url = "{url}"
+index = "{prefix}-%{{+YYYYMMdd}}"
+[sinks.es.template]
+name = "{prefix}"
+patterns = ["{prefix}-*"]
+total_fields_limit = {total_fields_limit}
+"#
+    )
+}
+
 #[test]
 fn redelivering_the_same_kafka_range_leaves_the_count_unchanged() {
     const N: usize = 400;
@@ -928,25 +956,15 @@ path = "{dead}"
     // Two consumer groups read the same offsets: the second run re-delivers every record.
     for group in ["first", "second"] {
         let lines = dir.path().join(format!("{group}.ndjson"));
-        let toml = format!(
+        let mut toml = kafka_to_es_toml(
+            &brokers,
+            &topic,
+            &format!("{prefix}-{group}"),
+            &url,
+            &prefix,
+        );
+        toml.push_str(&format!(
             r#"
-[pipeline]
-batch_size = 100
-batch_timeout = "50ms"
-[source]
-type = "kafka"
-brokers = "{brokers}"
-topics = ["{topic}"]
-group_id = "{prefix}-{group}"
-start = "earliest"
-[sinks.es]
-type = "elasticsearch"
-url = "{url}"
-index = "{prefix}-%{{+YYYYMMdd}}"
-[sinks.es.template]
-name = "{prefix}"
-patterns = ["{prefix}-*"]
-total_fields_limit = 5000
 [sinks.copy]
 type = "file"
 path = "{lines}"
@@ -956,7 +974,7 @@ path = "{dead}"
 "#,
             lines = lines.display(),
             dead = dead.display()
-        );
+        ));
         run_until_lines(&toml, dir.path(), &lines, N);
         refresh(&url, &format!("{prefix}-*"));
         assert_eq!(
@@ -980,42 +998,17 @@ fn three_hosts_in_one_group_index_every_tweet_once_through_a_kill_and_a_join() {
     let dir = tempdir();
     // 200 tweets a second over 6 partitions: the kill and the join happen mid-stream.
     let mut producer = common::fleet::produce_paced(dir.path(), &topic, 11, N, 6, 200);
-    common::wait_until(
-        "the topic's first messages",
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || common::kafka::topic_end(&brokers, &topic) > 0,
-    );
+    common::kafka::wait_for_messages(&brokers, &topic);
     let p = dir.path().join("fleet.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-[pipeline]
-batch_size = 100
-batch_timeout = "50ms"
-[source]
-type = "kafka"
-brokers = "{brokers}"
-topics = ["{topic}"]
-group_id = "{group}"
-start = "earliest"
-commit_interval = "200ms"
-[sinks.es]
-type = "elasticsearch"
-url = "{url}"
-index = "{prefix}-%{{+YYYYMMdd}}"
-[sinks.es.template]
-name = "{prefix}"
-patterns = ["{prefix}-*"]
-total_fields_limit = 5000
+    let mut toml = kafka_to_es_toml(&brokers, &topic, &group, &url, &prefix);
+    toml.push_str(&format!(
+        r#"
 [dead_letter]
 type = "file"
 path = "dead.ndjson"
 {FAST_FAILOVER}"#
-        ),
-    )
-    .unwrap();
+    ));
+    std::fs::write(&p, toml).unwrap();
 
     let mut fleet = Fleet::new(&p, dir.path());
     let pattern = format!("{prefix}-*");
@@ -1024,7 +1017,7 @@ path = "dead.ndjson"
         "the offsets committed",
         Duration::from_secs(60),
         Duration::from_millis(250),
-        || common::fleet::committed(&group, &topic) == N as i64,
+        || common::kafka::committed(&brokers, &group, &topic) == N as i64,
     );
     fleet.stop_all();
     assert!(producer.0.take().unwrap().wait().unwrap().success());

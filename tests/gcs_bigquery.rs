@@ -638,6 +638,10 @@ fn kafka() -> String {
     common::kafka_bootstrap()
 }
 
+fn committed(group: &str, topic: &str) -> i64 {
+    common::kafka::committed(&kafka(), group, topic)
+}
+
 fn host(pipeline: &Path) -> Command {
     common::host_run(pipeline)
 }
@@ -736,27 +740,6 @@ path = "{dead}"
     )
     .unwrap();
     p
-}
-
-/// Offsets committed by `group` on `topic`, summed over its partitions.
-fn committed(group: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition(topic, p);
-    }
-    let c = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    c.elements()
-        .iter()
-        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
-        .sum()
 }
 
 /// (rows, distinct tweet ids) in the table.
@@ -1406,15 +1389,6 @@ fn a_missing_key_file_is_named_by_host_check() {
     );
 }
 
-/// Waits until `topic` exists and has taken in messages, so consumers that start next see it.
-fn wait_for_topic(topic: &str) {
-    wait_until(
-        "the topic's first messages",
-        Duration::from_secs(60),
-        || common::kafka::topic_end(&kafka(), topic) > 0,
-    );
-}
-
 #[test]
 fn three_hosts_in_one_group_hand_partitions_over_without_a_duplicate_row() {
     use common::fleet::{FAST_FAILOVER, Fleet};
@@ -1424,7 +1398,7 @@ fn three_hosts_in_one_group_hand_partitions_over_without_a_duplicate_row() {
     let (bucket, table) = (unique("sluice-fleet-"), unique("fleet_"));
     // 200 tweets a second over 6 partitions: the kill and the join happen mid-stream.
     let mut producer = common::fleet::produce_paced(dir.path(), &topic, 7, N, 6, 200);
-    wait_for_topic(&topic);
+    common::kafka::wait_for_messages(&kafka(), &topic);
     let bq = (services().bq.as_str(), "sluice_fleet", table.as_str());
     let p = to_gcs_toml(dir.path(), &topic, &group, &bucket, bq, "200ms");
     let mut toml = std::fs::read_to_string(&p).unwrap();
@@ -1440,7 +1414,7 @@ fn three_hosts_in_one_group_hand_partitions_over_without_a_duplicate_row() {
         rt.block_on(table_counts(&loader, &table)).0
     });
     wait_until("the offsets committed", Duration::from_secs(60), || {
-        common::fleet::committed(&group, &topic) == N as i64
+        committed(&group, &topic) == N as i64
     });
     fleet.stop_all();
     assert!(producer.0.take().unwrap().wait().unwrap().success());

@@ -117,30 +117,6 @@ pub fn produce_paced(
     KillOnDrop(Some(child))
 }
 
-/// The offsets `group` committed on `topic`, summed over its partitions.
-pub fn committed(group: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", super::kafka_bootstrap())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in meta.topics()[0].partitions() {
-        tpl.add_partition(topic, p.id());
-    }
-    consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
-        .sum()
-}
-
 /// Whether a host was given partitions (its log names some in an assignment).
 pub fn was_assigned(log: &str) -> bool {
     log.lines()

@@ -167,6 +167,41 @@ pub fn topic_end(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// Waits until `topic` exists and has taken in messages, so consumers that start next see it.
+pub fn wait_for_messages(brokers: &str, topic: &str) {
+    super::wait_until(
+        "the topic's first messages",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(250),
+        || topic_end(brokers, topic) > 0,
+    );
+}
+
+/// The offsets `group` committed on `topic`, summed over its partitions.
+pub fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::time::Duration;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in meta.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum()
+}
+
 /// Every message `topic` holds now, in partition order (duplicates kept): the partitions are
 /// read from their start to the end offsets seen when called; none when it does not exist.
 pub fn messages_in(brokers: &str, topic: &str) -> Vec<Msg> {
