@@ -361,3 +361,40 @@ fn a_core_module_a_non_wasm_file_and_a_missing_file_are_refused_naming_the_file(
         assert!(err.contains("transform `odd`"), "{err}");
     }
 }
+
+/// A runtime that hands plugins at most `bytes` of record values per call.
+fn runtime_with_calls_of(dir: &std::path::Path, bytes: usize) -> sluice::transform::Runtime {
+    sluice::transform::Runtime::new(sluice::transform::RuntimeOptions {
+        cache_dir: Some(dir.join("cache")),
+        max_call_bytes: bytes,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_batch_is_cut_into_calls_of_max_call_bytes() {
+    let dir = tempdir();
+    // Twelve 100-byte records in calls of 400 bytes: three calls of four. The plugin's outcome
+    // follows a record's index within its call (keep, drop, set-value, replace, ...).
+    let rt = runtime_with_calls_of(dir.path(), 400);
+    let plugin = load(&rt, spec("hostile", &[("mode", "outcomes")]));
+    let input: Vec<Record> = (0..12).map(|_| record(&[b'x'; 100])).collect();
+    let (_, out) = process_once(plugin, input);
+    assert_eq!(out.origins, vec![0, 2, 3, 4, 6, 7, 8, 10, 11]);
+    assert_eq!(out.dropped, 3);
+
+    // Poison records on both sides of a cut are isolated within their own calls.
+    let rt = runtime_with_calls_of(dir.path(), 8 * 22);
+    let trap = load(
+        &rt,
+        spec("hostile", &[("mode", "trap-on"), ("needle", "POISON")]),
+    );
+    let (_, out) = process_once(trap, batch(64, &[0, 7, 8, 63]));
+    assert_eq!(
+        out.dead.iter().map(|d| d.origin).collect::<Vec<_>>(),
+        vec![0, 7, 8, 63]
+    );
+    let kept: Vec<u32> = (1..63).filter(|i| ![7, 8].contains(i)).collect();
+    assert_eq!(out.origins, kept);
+}

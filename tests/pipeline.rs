@@ -275,6 +275,12 @@ fn config_errors_name_the_key_and_the_origin() {
         err.contains("`pipeline.workers`: must be at least 1"),
         "{err}"
     );
+    let err = check_fails(&[("SLUICE_RUNTIME__MAX_CALL_BYTES", "0")]);
+    assert!(
+        err.contains("`runtime.max_call_bytes`: must be greater than zero")
+            && err.contains("SLUICE_RUNTIME__MAX_CALL_BYTES"),
+        "{err}"
+    );
     // A wrong pin.
     let err = check_fails(&[("SLUICE_TRANSFORMS__BTS__SHA256", &"ab".repeat(32))]);
     assert!(err.contains("refusing to load"), "{err}");

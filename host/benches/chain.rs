@@ -43,8 +43,10 @@ fn main() {
     let expected_out = native.run(&records);
     let mut native_chain = || timed(|| std::hint::black_box(native.run(&records)));
 
+    // A call per batch, so that the batch column is the call size.
     let defaults = RuntimeOptions {
         cache_dir: None,
+        max_call_bytes: usize::MAX,
         ..RuntimeOptions::default()
     };
     let no_deadline = RuntimeOptions {

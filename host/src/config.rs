@@ -291,6 +291,9 @@ impl Pipeline {
         c.dead_letter
             .validate()
             .map_err(|e| self.invalid("dead_letter", e))?;
+        if c.runtime.plugins.max_call_bytes.as_u64() == 0 {
+            return Err(self.error("runtime.max_call_bytes", "must be greater than zero"));
+        }
         let max_memory = c.runtime.plugins.max_plugin_memory;
         for (name, t) in &c.transforms {
             t.validate()

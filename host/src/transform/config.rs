@@ -109,6 +109,9 @@ pub struct RuntimeConfig {
     pub max_plugin_memory: ByteSize,
     /// Plugin instances that may exist at once (pool slots).
     pub max_instances: u32,
+    /// Most record bytes handed to a plugin in one call: larger batches are cut into calls
+    /// of this size, so a plugin's memory follows this rather than `pipeline.batch_size`.
+    pub max_call_bytes: ByteSize,
 }
 
 impl Default for RuntimeConfig {
@@ -118,6 +121,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             max_plugin_memory: ByteSize::gib(1),
             max_instances: 64,
+            max_call_bytes: ByteSize::mib(1),
         }
     }
 }

@@ -176,6 +176,11 @@ impl Plugin {
         }))
     }
 
+    /// Most record bytes to hand over in one call.
+    pub fn max_call_bytes(&self) -> usize {
+        self.runtime.options().max_call_bytes
+    }
+
     /// A fresh instance with `init` already run on the plugin's config.
     pub fn instantiate(self: &Arc<Self>) -> anyhow::Result<Instance> {
         let name = &self.spec.name;

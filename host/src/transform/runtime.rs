@@ -21,7 +21,9 @@ pub struct RuntimeOptions {
     pub max_plugin_memory: usize,
     /// Instances that may be alive at once (pool slots).
     pub max_instances: u32,
-    /// Enforce per-batch deadlines. Off only for benchmarking the cost of the deadline itself.
+    /// Most record bytes in one plugin call (see `RuntimeConfig::max_call_bytes`).
+    pub max_call_bytes: usize,
+    /// Enforce per-call deadlines. Off only for benchmarking the cost of the deadline itself.
     pub deadlines: bool,
 }
 
@@ -32,6 +34,7 @@ impl Default for RuntimeOptions {
             epoch_tick: Duration::from_millis(5),
             max_plugin_memory: 1 << 30,
             max_instances: 64,
+            max_call_bytes: 1 << 20,
             deadlines: true,
         }
     }
@@ -44,6 +47,7 @@ impl RuntimeOptions {
             epoch_tick: c.epoch_tick,
             max_plugin_memory: c.max_plugin_memory.as_u64() as usize,
             max_instances: c.max_instances,
+            max_call_bytes: c.max_call_bytes.as_u64() as usize,
             deadlines: true,
         }
     }

@@ -64,14 +64,25 @@ impl Stage {
     }
 
     /// Runs `batch` (whose records came from input indexes `origins`) through the plugin,
-    /// appending to `out`.
+    /// appending to `out`, in calls of at most the runtime's `max_call_bytes` of values (a
+    /// larger record goes alone): the guest's memory grows with a call, not with the batch.
     pub fn process(&mut self, batch: Vec<Record>, origins: &[u32], out: &mut StageOutput) {
         let started = Instant::now();
         let records_in = batch.len() as u64;
         let bytes_in = batch.iter().map(|r| r.value.len() as u64).sum();
         let before = (out.records.len(), out.dropped, out.dead.len());
         let mut failures = 0;
-        self.run(batch, origins, out, &mut failures);
+        let ends = call_ends(&batch, self.plugin.max_call_bytes());
+        if ends.len() == 1 {
+            self.run(batch, origins, out, &mut failures);
+        } else {
+            let (mut records, mut start) = (batch.into_iter(), 0);
+            for end in ends {
+                let call: Vec<Record> = records.by_ref().take(end - start).collect();
+                self.run(call, &origins[start..end], out, &mut failures);
+                start = end;
+            }
+        }
         // Every counter after the batch, so that a scrape sees in = out + dropped + dead.
         let m = &self.metrics;
         m.records_in.inc_by(records_in);
@@ -198,5 +209,46 @@ impl Stage {
                 }),
             }
         }
+    }
+}
+
+/// Where each call's records end: consecutive runs of `batch` of at most `limit` value bytes,
+/// each with at least one record.
+fn call_ends(batch: &[Record], limit: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut bytes = 0;
+    for (i, r) in batch.iter().enumerate() {
+        if bytes > 0 && bytes + r.value.len() > limit {
+            ends.push(i);
+            bytes = 0;
+        }
+        bytes += r.value.len().max(1);
+    }
+    ends.push(batch.len());
+    ends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(lens: &[usize]) -> Vec<Record> {
+        lens.iter()
+            .map(|&n| Record {
+                key: None,
+                value: vec![b'x'; n],
+                headers: Vec::new(),
+                timestamp: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn calls_are_cut_at_the_byte_limit_and_a_big_record_goes_alone() {
+        assert_eq!(call_ends(&sized(&[4, 4, 4, 4, 4]), 8), vec![2, 4, 5]);
+        assert_eq!(call_ends(&sized(&[3, 20, 3, 3]), 8), vec![1, 2, 4]);
+        assert_eq!(call_ends(&sized(&[8, 8]), 8), vec![1, 2]);
+        assert_eq!(call_ends(&sized(&[1, 1, 1]), 1 << 20), vec![3]);
+        assert_eq!(call_ends(&sized(&[]), 8), vec![0]);
     }
 }
