@@ -3,7 +3,8 @@
 #   ceiling: the same documents (generated tweets after [prune, enrich], as NDJSON) POSTed as
 #            prebuilt `_bulk` bodies by bench/es_ceiling.py (500 docs, 2 in flight);
 #   sluice:  release host, Kafka source -> [prune, enrich] -> Elasticsearch sink (500 docs per
-#            bulk, 2 in flight, pipeline batch 2000), as examples/kafka-to-es.toml;
+#            bulk, 2 in flight, batches gathered for 1 s at most, pipeline batch 500), as
+#            examples/kafka-to-es.toml;
 #   python:  bench/es_consumer.py, confluent-kafka + opensearch-py helpers.bulk (json.loads,
 #            drop the top-level deny fields, add @timestamp: no WASM chain).
 # sluice (with stop_at_end) and python read the same pre-filled 3-partition topic, each with its
@@ -13,12 +14,14 @@
 # every poll. Sluice's peak RSS is read too (bench/runstats.py). All indices share one template
 # (1 shard, 0 replicas, field limit 2000), all traffic is on loopback.
 #
-#   bash bench/es.sh               # N=50000 tweets, RUNS=3, BATCH=2000; KAFKA_BOOTSTRAP, ELASTICSEARCH_URL
+#   bash bench/es.sh               # N=50000 tweets, RUNS=3, BATCH=500, LINGER=1s; KAFKA_BOOTSTRAP,
+#                                  # ELASTICSEARCH_URL
 # Starts compose/kafka.sh and compose/elasticsearch.sh when they are not running (and stops
 # only what it started). The Python venv lives in ${SLUICE_CACHE:-~/.cache/sluice}/bench-venv.
 set -euo pipefail
 N="${N:-50000}"
-BATCH="${BATCH:-2000}" # Sluice's pipeline.batch_size
+BATCH="${BATCH:-500}" # Sluice's pipeline.batch_size
+LINGER="${LINGER:-1s}" # the sink's linger (0s: a batch's requests as it comes)
 TIMEOUT="${TIMEOUT:-600}" # seconds one path may take before the run is abandoned
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -144,6 +147,7 @@ id_field = "id_str,data.id"
 bulk_max_docs = 500
 bulk_max_bytes = "5MiB"
 concurrency = 2
+linger = "$LINGER"
 [sinks.es.template]
 name = "$RUN_ID"
 patterns = ["$RUN_ID-*"]
@@ -233,7 +237,7 @@ echo
 echo "| path | docs/s | docs/s from first doc | vs ceiling |"
 echo "| --- | ---: | ---: | ---: |"
 echo "| ceiling: prebuilt NDJSON -> direct \`_bulk\` (es_ceiling.py, 500 x 2) | $c | $cv (incl. refresh) | 1.00 |"
-echo "| sluice: Kafka -> [prune, enrich] -> ES sink (500 x 2, pipeline batch $BATCH) | $s | $sf | $(ratio "$s" "$c") |"
+echo "| sluice: Kafka -> [prune, enrich] -> ES sink (500 x 2, pipeline batch $BATCH, linger $LINGER) | $s | $sf | $(ratio "$s" "$c") |"
 echo "| python: confluent-kafka + opensearch-py helpers.bulk (parse + @timestamp, no chain) | $p | $pf | $(ratio "$p" "$c") |"
 echo
 echo "sluice / ceiling: $(ratio "$s" "$c") (medians), $(med pair) run by run (${R[pair]% }); sluice / python: $(ratio "$s" "$p")."

@@ -21,6 +21,7 @@ use sluice::sinks::elasticsearch::{
 };
 use sluice::transform::{Header, Record};
 
+use common::metrics::Scrape;
 use common::{build_plugins, free_port, http, kafka_bootstrap, root, tempdir, tweet_id};
 
 // ---------------------------------------------------------------- the server
@@ -676,7 +677,7 @@ fn run_pipeline(
     prefix: &str,
     chain: &[&str],
     extra: &str,
-) -> (sluice::pipeline::Summary, Vec<Value>) {
+) -> (sluice::pipeline::Summary, Vec<Value>, Scrape) {
     build_plugins();
     let dist = root().join("guest-plugins/dist");
     let dir = tempfile::tempdir().unwrap();
@@ -723,10 +724,15 @@ path = "dead.ndjson"
     p.config
         .transforms
         .retain(|name, _| chain.contains(&name.as_str()));
+    let telemetry = sluice::telemetry::Telemetry::new("es-test");
+    let options = sluice::pipeline::RunOptions {
+        telemetry: telemetry.clone(),
+        ..Default::default()
+    };
     let summary = runtime()
         .block_on(sluice::pipeline::run(
             &p,
-            Default::default(),
+            options,
             tokio::sync::watch::channel(false).1,
         ))
         .unwrap();
@@ -735,7 +741,7 @@ path = "dead.ndjson"
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    (summary, dead)
+    (summary, dead, Scrape::parse(telemetry.encode()))
 }
 
 #[test]
@@ -743,7 +749,7 @@ fn wide_tweets_are_dead_lettered_with_the_reason_unless_pruned() {
     let url = es_url();
     // Without prune, ES refuses the wide tweets; the sink dead-letters them with ES's reason.
     let prefix = unique("pipe-noprune");
-    let (summary, dead) = run_pipeline(&url, &prefix, &["enrich"], "");
+    let (summary, dead, _) = run_pipeline(&url, &prefix, &["enrich"], "");
     assert_eq!(summary.records_in, 300);
     assert!(summary.dead_lettered > 0, "{summary:?}");
     assert_eq!(
@@ -769,10 +775,21 @@ fn wide_tweets_are_dead_lettered_with_the_reason_unless_pruned() {
 
     // With prune in front, every tweet is indexed, once per id.
     let prefix = unique("pipe-prune");
-    let (summary, dead) = run_pipeline(&url, &prefix, &["prune", "enrich"], "");
+    let (summary, dead, metrics) = run_pipeline(&url, &prefix, &["prune", "enrich"], "");
     assert!(dead.is_empty(), "{:?}", dead.first());
     assert_eq!(summary.records_out, 300);
     assert_eq!(count(&url, &format!("{prefix}-*")), 300);
+    // The three batches of 100 were gathered (`linger`): they went out as one round of
+    // `concurrency` requests, not two requests a batch.
+    let bulk = [
+        ("stage", "sinks.es"),
+        ("request", "bulk"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(
+        metrics.value("sluice_sink_requests_total", &bulk),
+        Some(2.0)
+    );
     cleanup(&url, &prefix);
 }
 
@@ -786,7 +803,7 @@ fn wide_tweets_index_whole_when_unmapped_fields_are_only_stored() {
     let prefix = unique("pipe-store");
     let copy = tempfile::tempdir().unwrap();
     let copy_path = copy.path().join("copy.ndjson");
-    let (summary, dead) = run_pipeline(
+    let (summary, dead, _) = run_pipeline(
         &url,
         &prefix,
         &["enrich"],

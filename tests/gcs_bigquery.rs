@@ -1545,7 +1545,7 @@ fn a_partition_that_moved_is_loaded_once_by_its_new_owner() {
         let (out, pos) = batch_of(&records[100..200], &stream, 1, 100);
         a.write(&out, &pos).await.unwrap();
         a_owns.revoke(&stream);
-        a.tick().await;
+        a.tick().await.unwrap();
         a.finish().await.unwrap();
         // B re-reads from the last commit (0): 0-99 are skipped, 100-299 loaded.
         let (out, pos) = batch_of(&records[..300], &stream, 3, 0);

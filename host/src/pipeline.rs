@@ -353,8 +353,16 @@ pub async fn run(
         let next = tokio::select! {
             m = out_rxs[turn].recv() => m,
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
-                for (_, sink) in sinks.iter_mut() {
-                    sink.tick().await;
+                let mut ticked = Ok(());
+                for (stage, sink) in sinks.iter_mut() {
+                    ticked = sink.tick().await.with_context(|| format!("`{stage}`"));
+                    if ticked.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = ticked {
+                    sink_result = Err(e);
+                    break;
                 }
                 if let Err(e) = dead_letter_from_sinks(&mut sinks, &sink_metrics, &mut dead_letter, &dead_letter_metrics, &stats).await {
                     sink_result = Err(e);

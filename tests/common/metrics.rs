@@ -17,6 +17,11 @@ impl Scrape {
         }
     }
 
+    /// A scrape of this text (e.g. `Telemetry::encode` of an in-process pipeline).
+    pub fn parse(text: String) -> Scrape {
+        Scrape(text)
+    }
+
     /// The sum of the samples of `name` whose labels include every one of `labels`; `None`
     /// when no sample matches.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

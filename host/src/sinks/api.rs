@@ -64,13 +64,17 @@ pub trait Sink: Send {
         false
     }
 
-    /// When the sink wants [`Sink::tick`] called (an object reaching its age limit).
+    /// When the sink wants [`Sink::tick`] called (an object reaching its age limit, records
+    /// waiting for a fuller request).
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
 
-    /// Time-driven work, e.g. finalizing objects that reached their age limit.
-    async fn tick(&mut self) {}
+    /// Time-driven work, e.g. finalizing objects that reached their age limit. An `Err` means
+    /// the sink failed, as from `write`.
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// At shutdown: delivers everything still held.
     async fn finish(&mut self) -> anyhow::Result<()> {

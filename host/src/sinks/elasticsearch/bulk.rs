@@ -3,6 +3,7 @@
 //! letter.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,10 +17,11 @@ use tokio::task::JoinSet;
 
 use super::config::{ElasticsearchConfig, base_url};
 use super::connection::secure;
+use super::gather::Gathered;
 use super::index::{IndexPattern, IndexTime, NameCache};
 use super::response::{EsError, body_reason, error_reason};
 use super::template::{put_template, wildcard_match};
-use crate::event::{Positions, Record, Rejected, StageOutput};
+use crate::event::{DeadLetter, Positions, Record, Rejected, StageOutput};
 use crate::sinks::api::{Sink, SinkContext};
 use crate::telemetry::{Probe, Readiness, RequestMetrics};
 use crate::util::{Backoff, error_chain, excerpt, json_key};
@@ -36,6 +38,13 @@ pub struct ElasticsearchSink {
     retry_initial: Duration,
     retry_max: Duration,
     retry_give_up: Option<Duration>,
+    /// Longest a record waits for a fuller request; zero writes each batch as it comes.
+    linger: Duration,
+    gathered: Gathered,
+    /// Records of earlier batches Elasticsearch rejected, for the dead letter.
+    dead: Vec<DeadLetter>,
+    /// `sinks.NAME`, named in those dead letters.
+    stage: Arc<str>,
     /// Index names already formatted, by time bucket.
     names: NameCache,
     /// Request bodies handed back by finished requests, for reuse.
@@ -60,9 +69,52 @@ impl fmt::Debug for ElasticsearchSink {
 
 #[async_trait::async_trait]
 impl Sink for ElasticsearchSink {
-    /// Returns once Elasticsearch indexed or rejected each record.
-    async fn write(&mut self, out: &StageOutput, _: &Positions) -> anyhow::Result<Vec<Rejected>> {
-        self.write_records(&out.records).await
+    /// Without `linger`, returns once Elasticsearch indexed or rejected each record. With it,
+    /// gathers the records until they fill every request slot, or the oldest has waited
+    /// `linger` ([`Sink::tick`]); their rejections come through [`Sink::take_dead`].
+    async fn write(
+        &mut self,
+        out: &StageOutput,
+        positions: &Positions,
+    ) -> anyhow::Result<Vec<Rejected>> {
+        if self.linger.is_zero() {
+            return self.write_records(&out.records).await;
+        }
+        self.gathered.add(out, positions);
+        let docs = self.max_docs.saturating_mul(self.concurrency);
+        if self
+            .gathered
+            .reaches(docs, self.max_bytes.saturating_mul(self.concurrency))
+        {
+            self.send_gathered().await?;
+        }
+        Ok(Vec::new())
+    }
+
+    fn holds(&self, stream: &str, last: u64) -> bool {
+        self.gathered.holds(stream, last)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.gathered.due(self.linger)
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        if self
+            .next_deadline()
+            .is_some_and(|due| due <= Instant::now())
+        {
+            self.send_gathered().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        self.send_gathered().await
+    }
+
+    fn take_dead(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
     }
 }
 
@@ -152,6 +204,10 @@ impl ElasticsearchSink {
             retry_initial: cfg.retry_initial,
             retry_max: cfg.retry_max.max(cfg.retry_initial),
             retry_give_up: cfg.retry_give_up,
+            linger: cfg.linger,
+            gathered: Gathered::default(),
+            dead: Vec::new(),
+            stage: "sinks.elasticsearch".into(),
             names: NameCache::default(),
             spare: Vec::new(),
             id: Vec::with_capacity(64),
@@ -165,6 +221,7 @@ impl ElasticsearchSink {
     /// Reports requests and readiness as `cx.stage`; the cluster is pinged every 2 s so an
     /// outage shows while no batch is being written.
     pub fn observe(&mut self, cx: &SinkContext) {
+        self.stage = cx.stage.clone();
         self.requests = cx.telemetry.requests(&cx.stage, "bulk");
         self.readiness = cx
             .telemetry
@@ -352,6 +409,36 @@ impl ElasticsearchSink {
         }
         rejected.sort_unstable_by_key(|r| r.index);
         Ok(rejected)
+    }
+
+    /// Writes what was gathered; what Elasticsearch rejected goes to the dead letter. On an
+    /// `Err` the records stay gathered (and held).
+    async fn send_gathered(&mut self) -> anyhow::Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let gathered = std::mem::take(&mut self.gathered);
+        let rejected = match self.write_records(&gathered.records).await {
+            Ok(rejected) => rejected,
+            Err(e) => {
+                self.gathered = gathered;
+                return Err(e);
+            }
+        };
+        // `rejected` is in record order.
+        let mut rejected = rejected.into_iter().peekable();
+        let gathered = gathered.records.into_iter().zip(gathered.origins);
+        for (i, (record, origin)) in gathered.enumerate() {
+            if let Some(r) = rejected.next_if(|r| r.index == i) {
+                self.dead.push(DeadLetter {
+                    record,
+                    stage: self.stage.clone(),
+                    reason: r.reason,
+                    origin,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Appends documents `pending[from..]` to a (reused) body until `max_docs` or the byte

@@ -42,6 +42,11 @@ pub struct ElasticsearchConfig {
     /// `_bulk` requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Longest a record waits in the sink for fuller requests: batches are gathered until
+    /// they fill `concurrency` requests, so small pipeline batches still send large ones.
+    /// Their offsets are committed once written. `0s` writes each batch as it comes.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
     /// First delay before retrying a transient failure; doubled on each failed round.
     #[serde(default = "default_retry_initial", with = "humantime_serde")]
     pub retry_initial: Duration,
@@ -106,6 +111,9 @@ fn default_bulk_max_bytes() -> ByteSize {
 fn default_concurrency() -> usize {
     2
 }
+fn default_linger() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_retry_initial() -> Duration {
     Duration::from_millis(100)
 }
@@ -126,6 +134,7 @@ impl Default for ElasticsearchConfig {
             bulk_max_docs: default_bulk_max_docs(),
             bulk_max_bytes: default_bulk_max_bytes(),
             concurrency: default_concurrency(),
+            linger: default_linger(),
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
             retry_give_up: None,
@@ -320,6 +329,7 @@ mod tests {
         assert_eq!(c.bulk_max_bytes, ByteSize::mib(5));
         assert_eq!(c.template.total_fields_limit, 2000);
         assert!(c.template.enabled && c.retry_give_up.is_none());
+        assert_eq!(c.linger, Duration::from_secs(1));
         let c: ElasticsearchConfig = serde_json::from_str(
             r#"{"url":"u","index_time":"ingest","retry_give_up":"5m","bulk_max_bytes":"1 MiB",
                 "template":{"refresh_interval":"30s","replicas":1}}"#,

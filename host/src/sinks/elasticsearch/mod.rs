@@ -1,10 +1,11 @@
 //! The Elasticsearch sink: documents into time-based indices (`twitter-%{+YYYYMMdd}`) through
 //! `_bulk`, with an index template that the host creates or updates at start.
 //!
-//! - **Batching.** A `write` call is split into `_bulk` requests of at most
+//! - **Batching.** Batches are gathered ([`gather`]) until they fill `concurrency` requests
+//!   or the oldest record has waited `linger`, then split into `_bulk` requests of at most
 //!   `bulk_max_docs` documents and `bulk_max_bytes` bytes; up to `concurrency` of them are in
 //!   flight at once. Each request body is built in one buffer, and buffers are reused across
-//!   requests and calls. (Batching by time is the pipeline's `batch_timeout`.)
+//!   requests and calls.
 //! - **Idempotence.** Every document is sent with an `index` action (not `create`) and, when
 //!   one of the `id_field` paths is present, that value as `_id`: a redelivered record
 //!   overwrites its own document instead of adding a second one.
@@ -26,11 +27,13 @@
 //!   auth or an API key; secrets come from environment variables or files.
 //!
 //! Files: [`config`] (settings and checks), [`connection`] (TLS and credentials), [`index`] (index names), [`template`] (the index
-//! template), [`bulk`] (the sink), [`response`] (Elasticsearch's error answers).
+//! template), [`gather`] (records held across batches), [`bulk`] (the sink), [`response`]
+//! (Elasticsearch's error answers).
 
 mod bulk;
 mod config;
 mod connection;
+mod gather;
 mod index;
 mod response;
 mod template;

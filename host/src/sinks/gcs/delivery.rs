@@ -215,13 +215,14 @@ impl Sink for GcsDelivery {
     }
 
     /// Finalizes objects that reached `max_object_age`.
-    async fn tick(&mut self) {
+    async fn tick(&mut self) -> anyhow::Result<()> {
         self.drop_moved();
         let finished = match self.objects.flush_expired().await {
             Ok(done) => done,
             Err(e) => self.retry_uploads(e).await,
         };
         self.complete(finished).await;
+        Ok(())
     }
 
     /// Finalizes every open object (at shutdown).
