@@ -3,7 +3,7 @@
 #   ceiling: the same documents (generated tweets after [prune, enrich], as NDJSON) POSTed as
 #            prebuilt `_bulk` bodies by bench/es_ceiling.py (500 docs, 2 in flight);
 #   sluice:  release host, Kafka source -> [prune, enrich] -> Elasticsearch sink (500 docs per
-#            bulk, 2 in flight, batches gathered for 1 s at most, pipeline batch 500), as
+#            bulk, 2 in flight, pipeline batch 200, each batch written as it comes), as
 #            examples/kafka-to-es.toml;
 #   python:  bench/es_consumer.py, confluent-kafka + opensearch-py helpers.bulk (json.loads,
 #            drop the top-level deny fields, add @timestamp: no WASM chain).
@@ -14,14 +14,14 @@
 # every poll. Sluice's peak RSS is read too (bench/runstats.py). All indices share one template
 # (1 shard, 0 replicas, field limit 2000), all traffic is on loopback.
 #
-#   bash bench/es.sh               # N=50000 tweets, RUNS=3, BATCH=500, LINGER=1s; KAFKA_BOOTSTRAP,
+#   bash bench/es.sh               # N=50000 tweets, RUNS=3, BATCH=200, LINGER=0s; KAFKA_BOOTSTRAP,
 #                                  # ELASTICSEARCH_URL
 # Starts compose/kafka.sh and compose/elasticsearch.sh when they are not running (and stops
 # only what it started). The Python venv lives in ${SLUICE_CACHE:-~/.cache/sluice}/bench-venv.
 set -euo pipefail
 N="${N:-50000}"
-BATCH="${BATCH:-500}" # Sluice's pipeline.batch_size
-LINGER="${LINGER:-1s}" # the sink's linger (0s: a batch's requests as it comes)
+BATCH="${BATCH:-200}" # Sluice's pipeline.batch_size
+LINGER="${LINGER:-0s}" # the sink's linger (0s: a batch's requests as it comes)
 TIMEOUT="${TIMEOUT:-600}" # seconds one path may take before the run is abandoned
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"

@@ -704,7 +704,7 @@ wide_share = 0.2
 type = "file"
 path = "dead.ndjson"
 "#,
-            es = es_sink_toml(url, prefix, 1000),
+            es = es_sink_toml(url, prefix, 1000, "1s"),
             transforms = chain
                 .iter()
                 .map(|name| match *name {
@@ -779,7 +779,7 @@ fn wide_tweets_are_dead_lettered_with_the_reason_unless_pruned() {
     assert!(dead.is_empty(), "{:?}", dead.first());
     assert_eq!(summary.records_out, 300);
     assert_eq!(count(&url, &format!("{prefix}-*")), 300);
-    // The three batches of 100 were gathered (`linger`): they went out as one round of
+    // The three batches of 100 were gathered (`linger = "1s"`): they went out as one round of
     // `concurrency` requests, not two requests a batch.
     let bulk = [
         ("stage", "sinks.es"),
@@ -894,8 +894,9 @@ fn run_until_lines(toml: &str, dir: &Path, lines: &Path, n: usize) {
     assert_eq!(summary.dead_lettered, 0, "{summary}");
 }
 
-/// Kafka -> Elasticsearch daily indices `PREFIX-YYYYMMDD` (with a template), in batches of 100,
-/// committing every 200 ms; callers append the other sinks and the dead-letter table.
+/// Kafka -> Elasticsearch daily indices `PREFIX-YYYYMMDD` (with a template), in batches of 100
+/// gathered for 200 ms at most, committing every 200 ms; callers append the other sinks and
+/// the dead-letter table.
 fn kafka_to_es_toml(brokers: &str, topic: &str, group: &str, url: &str, prefix: &str) -> String {
     format!(
         r#"
@@ -910,17 +911,19 @@ group_id = "{group}"
 start = "earliest"
 commit_interval = "200ms"
 {es}"#,
-        es = es_sink_toml(url, prefix, 5000)
+        es = es_sink_toml(url, prefix, 5000, "200ms")
     )
 }
 
-/// `[sinks.es]`: daily indices `PREFIX-YYYYMMDD`, with a template of that name.
-fn es_sink_toml(url: &str, prefix: &str, total_fields_limit: u32) -> String {
+/// `[sinks.es]`: daily indices `PREFIX-YYYYMMDD`, with a template of that name, gathering
+/// batches for `linger`.
+fn es_sink_toml(url: &str, prefix: &str, total_fields_limit: u32, linger: &str) -> String {
     format!(
         r#"[sinks.es]
 type = "elasticsearch"
 url = "{url}"
 index = "{prefix}-%{{+YYYYMMdd}}"
+linger = "{linger}"
 [sinks.es.template]
 name = "{prefix}"
 patterns = ["{prefix}-*"]

@@ -43,8 +43,9 @@ pub struct ElasticsearchConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Longest a record waits in the sink for fuller requests: batches are gathered until
-    /// they fill `concurrency` requests, so small pipeline batches still send large ones.
-    /// Their offsets are committed once written. `0s` writes each batch as it comes.
+    /// they fill `concurrency` requests, so small pipeline batches still send large ones
+    /// (fewer round trips to a remote cluster). Their offsets are committed once written.
+    /// `0s`, the default, writes each batch as it comes.
     #[serde(default = "default_linger", with = "humantime_serde")]
     pub linger: Duration,
     /// First delay before retrying a transient failure; doubled on each failed round.
@@ -112,7 +113,7 @@ fn default_concurrency() -> usize {
     2
 }
 fn default_linger() -> Duration {
-    Duration::from_secs(1)
+    Duration::ZERO
 }
 fn default_retry_initial() -> Duration {
     Duration::from_millis(100)
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(c.bulk_max_bytes, ByteSize::mib(5));
         assert_eq!(c.template.total_fields_limit, 2000);
         assert!(c.template.enabled && c.retry_give_up.is_none());
-        assert_eq!(c.linger, Duration::from_secs(1));
+        assert_eq!(c.linger, Duration::ZERO);
         let c: ElasticsearchConfig = serde_json::from_str(
             r#"{"url":"u","index_time":"ingest","retry_give_up":"5m","bulk_max_bytes":"1 MiB",
                 "template":{"refresh_interval":"30s","replicas":1}}"#,
