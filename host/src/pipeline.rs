@@ -353,13 +353,13 @@ pub async fn run(
         let next = tokio::select! {
             m = out_rxs[turn].recv() => m,
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
-                let mut ticked = Ok(());
-                for (stage, sink) in sinks.iter_mut() {
-                    ticked = sink.tick().await.with_context(|| format!("`{stage}`"));
-                    if ticked.is_err() {
-                        break;
+                let ticked = async {
+                    for (stage, sink) in sinks.iter_mut() {
+                        sink.tick().await.with_context(|| format!("`{stage}`"))?;
                     }
+                    anyhow::Ok(())
                 }
+                .await;
                 if let Err(e) = ticked {
                     sink_result = Err(e);
                     break;
