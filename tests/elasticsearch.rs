@@ -941,28 +941,10 @@ fn redelivering_the_same_kafka_range_leaves_the_count_unchanged() {
     let topic = prefix.clone();
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.ndjson");
+    // The producer dead-letters to `dead` too (`dead.ndjson` beside its pipeline file).
     let produce = dir.path().join("produce.toml");
-    std::fs::write(
-        &produce,
-        format!(
-            r#"
-[source]
-type = "generate"
-count = {N}
-[sinks.k]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-[sinks.k.create_topic]
-partitions = 2
-[dead_letter]
-type = "file"
-path = "{dead}"
-"#,
-            dead = dead.display()
-        ),
-    )
-    .unwrap();
+    let toml = common::kafka::producer_toml(&brokers, &topic, 7, N, 2, "");
+    std::fs::write(&produce, toml).unwrap();
     let p = sluice::config::Pipeline::load(&produce).unwrap();
     let summary = runtime()
         .block_on(sluice::pipeline::run(
