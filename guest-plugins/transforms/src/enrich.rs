@@ -74,16 +74,16 @@ impl Enrich {
             Ok(text) => text,
             Err(reason) => return Some(Outcome::Fail(reason)),
         };
-        let mut de = serde_json::Deserializer::from_str(text);
         let seed = TopLevelSeed {
             target: &self.target,
         };
-        let top = match serde::de::DeserializeSeed::deserialize(seed, &mut de)
-            .and_then(|top| de.end().map(|()| top))
-        {
-            Ok(top) => top,
-            Err(e) if facts::is_data_error(&e) => return None,
-            Err(e) => return Some(Outcome::Fail(json::json_error(e))),
+        let top = match json::with_fast(text, seed) {
+            Some(top) => top,
+            None => match json::with_serde(text, seed) {
+                Ok(top) => top,
+                Err(e) if facts::is_data_error(&e) => return None,
+                Err(e) => return Some(Outcome::Fail(json::json_error(e))),
+            },
         };
         if top.has_timestamp || top.has_target {
             return None;
@@ -570,6 +570,11 @@ mod tests {
                 assert!(
                     e.apply_streaming(line.as_bytes()).is_some(),
                     "fast path for {line}"
+                );
+                let seed = TopLevelSeed { target: &e.target };
+                assert!(
+                    json::with_fast(line, seed).is_some(),
+                    "fast parser on {line}"
                 );
                 assert_paths_agree(e, line.as_bytes());
             }

@@ -363,6 +363,7 @@ pub(crate) struct TopLevel<'a> {
 }
 
 /// Reads the top-level object; `target` is the enrich target key, whose presence is noted.
+#[derive(Clone, Copy)]
 pub(crate) struct TopLevelSeed<'t> {
     pub(crate) target: &'t str,
 }

@@ -1,6 +1,8 @@
-//! JSON helpers: input validation with clear failure reasons, and walks that visit the strings
-//! found at a set of paths, either streaming over the raw text (no `Value` is built, strings
-//! are borrowed from the input where they have no escapes) or over a parsed `Value`.
+//! JSON helpers: input validation with clear failure reasons, the two-step streaming parse
+//! (the fast deserializer of [`fast`], then serde_json where it gives up), and walks that
+//! visit the strings found at a set of paths, either streaming over the raw text (no `Value` is
+//! built, strings are borrowed from the input where they have no escapes) or over a parsed
+//! `Value`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,6 +11,28 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Value};
 
 use crate::path::PathTrie;
+
+mod fast;
+
+/// Deserializes the whole document `text` with `seed` on the fast path; `None` if it gave up,
+/// and then the caller runs [`with_serde`] with a fresh seed, which decides.
+pub(crate) fn with_fast<'de, S: DeserializeSeed<'de>>(text: &'de str, seed: S) -> Option<S::Value> {
+    let mut de = fast::Deserializer::new(text);
+    let value = seed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+/// Deserializes the whole document `text` with `seed` with serde_json.
+pub(crate) fn with_serde<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
 
 /// Checks that `value` is UTF-8. The SIMD validator does 16 bytes a step where std does a word
 /// (4 bytes in wasm32); std only words the error, so reasons match the other languages'.
@@ -64,19 +88,28 @@ pub(crate) fn for_each_string<F: FnMut(&str)>(
 }
 
 /// [`for_each_string`] over a document already checked to be UTF-8 that opens an object.
+/// `f` must not mind seeing a string twice: where the fast path gives up part-way, serde_json
+/// walks the document again.
 pub(crate) fn walk_strings<F: FnMut(&str)>(
     text: &str,
     trie: &PathTrie,
     f: &mut F,
 ) -> Result<(), String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    Walk {
+    let fast = Walk {
         node: Some(trie),
-        f,
+        f: &mut *f,
+    };
+    match with_fast(text, fast) {
+        Some(()) => Ok(()),
+        None => with_serde(
+            text,
+            Walk {
+                node: Some(trie),
+                f,
+            },
+        )
+        .map_err(json_error),
     }
-    .deserialize(&mut de)
-    .map_err(json_error)?;
-    de.end().map_err(json_error)
 }
 
 /// The streaming walk. `node` is `None` beneath a terminal node: every string counts there.

@@ -79,22 +79,23 @@ impl Transform for FieldPrune {
             }),
             changed: false,
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let walked = Walk {
-            cfg: self,
-            allow: self.root_allow(),
-            deny: self.deny.as_ref().map(|(_, t)| t),
-            depth: 0,
-            out: &mut out,
-        }
-        .deserialize(&mut de)
-        .and_then(|_| de.end());
-        if let Err(e) = walked {
-            return Outcome::Fail(json::json_error(e));
+        if json::with_fast(text, self.walk(&mut out)).is_none() {
+            out.buf.clear();
+            out.changed = false;
+            if let Err(e) = json::with_serde(text, self.walk(&mut out)) {
+                return Outcome::Fail(json::json_error(e));
+            }
         }
         if let Some(max) = self.max_fields {
-            let result = if out.changed { &out.buf[..] } else { value };
-            let fields = count_fields(result);
+            let result = if out.changed {
+                json::utf8(&out.buf)
+            } else {
+                Ok(text)
+            };
+            let fields = match result {
+                Ok(result) => count_fields(result),
+                Err(reason) => return Outcome::Fail(reason),
+            };
             if fields > max {
                 return Outcome::Fail(format!("{fields} fields exceeds max_fields {max}"));
             }
@@ -142,6 +143,17 @@ impl FieldPrune {
         self.allow
             .as_ref()
             .map_or(Allow::All, |(_, t)| Allow::Under(t))
+    }
+
+    /// The pass over a whole document.
+    fn walk<'o>(&self, out: &'o mut Output) -> Walk<'_, 'o> {
+        Walk {
+            cfg: self,
+            allow: self.root_allow(),
+            deny: self.deny.as_ref().map(|(_, t)| t),
+            depth: 0,
+            out,
+        }
     }
 
     /// Whether the rules can change anything inside a value reached with `allow` and `deny`.
@@ -370,11 +382,13 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
 /// Counts the distinct field paths of a JSON object, as a mapping would: every key is one
 /// field, whether it holds a value or an object, and arrays are transparent, so the `text` of
 /// 50 hashtags counts once.
-fn count_fields(json: &[u8]) -> usize {
+fn count_fields(json: &str) -> usize {
     let mut root = KeyTree::default();
-    let mut de = serde_json::Deserializer::from_slice(json);
-    // The document was validated (or written) by the pruning pass.
-    let _ = Count(&mut root).deserialize(&mut de);
+    if json::with_fast(json, Count(&mut root)).is_none() {
+        root = KeyTree::default();
+        // The document was validated (or written) by the pruning pass.
+        let _ = json::with_serde(json, Count(&mut root));
+    }
     root.size()
 }
 
@@ -715,7 +729,7 @@ mod tests {
         let doc =
             json!({"a": 1, "o": {"b": 2, "c": {"d": 3}}, "l": [{"x": 1}, {"x": 2, "y": 3}, 5]});
         // a, o, o.b, o.c, o.c.d, l, l.x, l.y
-        assert_eq!(count_fields(doc.to_string().as_bytes()), 8);
+        assert_eq!(count_fields(&doc.to_string()), 8);
         let ok = prune(&[("max_fields", "8")]);
         assert_eq!(ok.apply(doc.to_string().as_bytes()), Outcome::Keep);
         let tight = prune(&[("max_fields", "7")]);
@@ -782,6 +796,39 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_parser_prunes_every_fixture() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        let ndjson = std::fs::read_to_string(format!("{dir}/tweets.ndjson")).unwrap();
+        // pipeline.toml's rules, which reach into everything, and a deny list alone, which
+        // copies kept subtrees as raw text.
+        let rules = prune(&[
+            (
+                "deny",
+                "card, extended_entities, *.extended_entities, user.entities",
+            ),
+            ("drop_nulls", "true"),
+            ("drop_empty", "true"),
+            ("max_depth", "8"),
+        ]);
+        let deny = prune(&[("deny", "card, extended_entities, user.entities")]);
+        for line in ndjson.lines() {
+            for p in [&rules, &deny] {
+                let mut out = Output {
+                    buf: Vec::new(),
+                    changed: false,
+                };
+                assert_eq!(
+                    json::with_fast(line, p.walk(&mut out)),
+                    Some(true),
+                    "{line}"
+                );
+                let mut root = KeyTree::default();
+                assert!(json::with_fast(line, Count(&mut root)).is_some(), "{line}");
+            }
+        }
+    }
+
+    #[test]
     fn readme_examples() {
         let doc = json!({"user": {"screen_name": "a", "id": 1}, "entities": {"hashtags": [{"text": "x", "indices": [0, 2]}], "urls": []}, "lang": "ko"});
         let cases: [(&[(&str, &str)], Value); 6] = [
@@ -814,7 +861,7 @@ mod tests {
             assert_eq!(run(&prune(config), doc.clone()), expected, "{config:?}");
         }
         let counted = json!({"a": 1, "o": {"b": 2}, "l": [{"x": 1}, {"x": 2, "y": 3}]});
-        assert_eq!(count_fields(counted.to_string().as_bytes()), 6);
+        assert_eq!(count_fields(&counted.to_string()), 6);
     }
 
     #[test]
