@@ -75,10 +75,18 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// The next byte after whitespace, not consumed.
+    /// The next byte after whitespace, not consumed. Compact JSON has none, and then no loop is
+    /// entered: in a plugin, every loop entered pays a deadline check.
+    #[inline]
     fn peek(&mut self) -> Result<u8> {
-        self.skip_whitespace();
-        self.text.as_bytes().get(self.pos).copied().ok_or(GaveUp)
+        match self.text.as_bytes().get(self.pos) {
+            Some(b' ' | b'\t' | b'\n' | b'\r') => {
+                self.skip_whitespace();
+                self.text.as_bytes().get(self.pos).copied().ok_or(GaveUp)
+            }
+            Some(&byte) => Ok(byte),
+            None => Err(GaveUp),
+        }
     }
 
     /// Consumes `byte`, the next one after whitespace.
@@ -108,55 +116,73 @@ impl<'de> Deserializer<'de> {
 
     /// Scans the string whose `"` is at `pos`, leaving `pos` after its closing quote. Returns
     /// the whole token and whether it has escapes.
+    #[inline]
     fn string(&mut self) -> Result<(&'de str, bool)> {
-        let bytes = self.text.as_bytes();
         let start = self.pos;
-        let mut i = start + 1;
-        let mut escaped = false;
+        let end = find_string_special(self.text.as_bytes(), start + 1);
+        if self.text.as_bytes().get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return Ok((&self.text[start..self.pos], false));
+        }
+        self.escaped_string(start, end)
+    }
+
+    /// The rest of a string from `i`, where [`string`](Self::string) stopped short of its end.
+    fn escaped_string(&mut self, start: usize, mut i: usize) -> Result<(&'de str, bool)> {
+        let bytes = self.text.as_bytes();
         loop {
-            i = find_string_special(bytes, i);
             match bytes.get(i) {
                 Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                        Some(b'u')
-                            if bytes
-                                .get(i + 2..i + 6)
-                                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
-                        {
-                            i += 6
-                        }
-                        _ => return Err(GaveUp),
+                Some(b'\\') => match bytes.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                    Some(b'u')
+                        if bytes
+                            .get(i + 2..i + 6)
+                            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
+                        i += 6
                     }
-                }
+                    _ => return Err(GaveUp),
+                },
                 // A control character, or the end of the input.
                 _ => return Err(GaveUp),
             }
+            i = find_string_special(bytes, i);
         }
         self.pos = i + 1;
-        Ok((&self.text[start..self.pos], escaped))
+        Ok((&self.text[start..self.pos], true))
     }
 
     /// Scans the number at `pos` by JSON's grammar and returns its text.
+    #[inline]
     fn number(&mut self) -> Result<&'de str> {
+        self.number_token().map(|(token, _)| token)
+    }
+
+    /// [`number`](Self::number), and whether it is a non-negative integer.
+    #[inline]
+    fn number_token(&mut self) -> Result<(&'de str, bool)> {
         let bytes = self.text.as_bytes();
-        let digits = |mut i: usize| {
-            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            i
-        };
         let start = self.pos;
         let mut i = start + usize::from(bytes.get(start) == Some(&b'-'));
         i = match bytes.get(i) {
             Some(b'0') => i + 1,
-            Some(b'1'..=b'9') => digits(i + 1),
+            Some(b'1'..=b'9') => find_non_digit(bytes, i + 1),
             _ => return Err(GaveUp),
         };
+        let integer = bytes[start] != b'-' && !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+        if !integer {
+            i = self.fraction_and_exponent(i)?;
+        }
+        self.pos = i;
+        Ok((&self.text[start..i], integer))
+    }
+
+    /// The end of a number's fraction and exponent, which start at `i`.
+    fn fraction_and_exponent(&self, mut i: usize) -> Result<usize> {
+        let bytes = self.text.as_bytes();
         if bytes.get(i) == Some(&b'.') {
-            let end = digits(i + 1);
+            let end = find_non_digit(bytes, i + 1);
             if end == i + 1 {
                 return Err(GaveUp);
             }
@@ -167,18 +193,27 @@ impl<'de> Deserializer<'de> {
             if let Some(b'+' | b'-') = bytes.get(i) {
                 i += 1;
             }
-            let end = digits(i);
+            let end = find_non_digit(bytes, i);
             if end == i {
                 return Err(GaveUp);
             }
             i = end;
         }
-        self.pos = i;
-        Ok(&self.text[start..i])
+        Ok(i)
     }
 
-    fn literal(&mut self, word: &str) -> Result<()> {
-        if self.text[self.pos..].starts_with(word) {
+    /// Consumes `word`, a literal of 4 or 5 bytes, compared as integers (a byte loop or a
+    /// `memcmp` call costs a deadline check in a plugin).
+    #[inline]
+    fn literal(&mut self, word: &[u8]) -> Result<()> {
+        let bytes = self.text.as_bytes();
+        let at = |i: usize| -> Option<u32> {
+            let four = bytes.get(i..i + 4)?;
+            Some(u32::from_le_bytes([four[0], four[1], four[2], four[3]]))
+        };
+        let head = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let tail_ok = word.len() == 4 || bytes.get(self.pos + 4) == word.get(4);
+        if at(self.pos) == Some(head) && tail_ok {
             self.pos += word.len();
             Ok(())
         } else {
@@ -193,9 +228,9 @@ impl<'de> Deserializer<'de> {
         match next {
             b'"' => return self.string().map(|(token, _)| token),
             b'-' | b'0'..=b'9' => return self.number(),
-            b't' => self.literal("true")?,
-            b'f' => self.literal("false")?,
-            b'n' => self.literal("null")?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
             _ => return Err(GaveUp),
         }
         Ok(&self.text[start..self.pos])
@@ -297,19 +332,24 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             b'[' => self.seq(visitor),
             b'"' => self.deserialize_str(visitor),
             b't' => {
-                self.literal("true")?;
+                self.literal(b"true")?;
                 visitor.visit_bool(true)
             }
             b'f' => {
-                self.literal("false")?;
+                self.literal(b"false")?;
                 visitor.visit_bool(false)
             }
             b'n' => {
-                self.literal("null")?;
+                self.literal(b"null")?;
                 visitor.visit_unit()
             }
             b'-' | b'0'..=b'9' => {
-                let token = self.number()?;
+                let (token, integer) = self.number_token()?;
+                // Up to 19 digits always fit a u64, which is what serde_json visits them as.
+                if integer && token.len() <= 19 {
+                    let n = token.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0'));
+                    return visitor.visit_u64(n);
+                }
                 delegate!(token, deserialize_any, visitor)
             }
             _ => Err(GaveUp),
@@ -336,7 +376,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         if self.peek()? == b'n' {
-            self.literal("null")?;
+            self.literal(b"null")?;
             visitor.visit_none()
         } else {
             visitor.visit_some(self)
@@ -506,55 +546,96 @@ impl<'de> MapAccess<'de> for RawValueEntry<'de> {
     }
 }
 
+/// The index of the first byte at or after `i` that is not an ASCII digit, or the length.
+#[inline]
+fn find_non_digit(bytes: &[u8], mut i: usize) -> usize {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if i + 16 <= bytes.len() {
+        use std::arch::wasm32::*;
+        // SAFETY: the 16 bytes from `i` are in bounds; the load needs no alignment.
+        let v = unsafe { v128_load(bytes.as_ptr().add(i).cast()) };
+        let digits = u8x16_lt(u8x16_sub(v, u8x16_splat(b'0')), u8x16_splat(10));
+        let others = !u8x16_bitmask(digits);
+        if others != 0 {
+            return i + others.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
 /// The index of the first `"`, `\` or control character at or after `i`, or the length.
 #[inline]
 fn find_string_special(bytes: &[u8], mut i: usize) -> usize {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        use std::arch::wasm32::*;
-        let (quote, backslash, space) = (u8x16_splat(b'"'), u8x16_splat(b'\\'), u8x16_splat(0x20));
+    // The first probe stands outside the loop: most strings end within it, and then no loop
+    // is entered.
+    if i + 16 <= bytes.len() {
+        if let Some(found) = string_special_in_16(bytes, i) {
+            return found;
+        }
+        i += 16;
         while i + 16 <= bytes.len() {
-            // SAFETY: the 16 bytes from `i` are in bounds; the load needs no alignment.
-            let v = unsafe { v128_load(bytes.as_ptr().add(i).cast()) };
-            let hits = v128_or(
-                v128_or(u8x16_eq(v, quote), u8x16_eq(v, backslash)),
-                u8x16_lt(v, space),
-            );
-            let mask = u8x16_bitmask(hits);
-            if mask != 0 {
-                return i + mask.trailing_zeros() as usize;
+            if let Some(found) = string_special_in_16(bytes, i) {
+                return found;
             }
             i += 16;
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are in bounds and the load
-        // needs no alignment.
-        unsafe {
-            let (quote, backslash) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8));
-            let (high3, zero) = (_mm_set1_epi8(0xe0_u8 as i8), _mm_setzero_si128());
-            while i + 16 <= bytes.len() {
-                let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast());
-                // A control character has none of its three high bits set.
-                let control = _mm_cmpeq_epi8(_mm_and_si128(v, high3), zero);
-                let hits = _mm_or_si128(
-                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                    control,
-                );
-                let mask = _mm_movemask_epi8(hits);
-                if mask != 0 {
-                    return i + mask.trailing_zeros() as usize;
-                }
-                i += 16;
-            }
         }
     }
     while i < bytes.len() && !matches!(bytes[i], b'"' | b'\\' | 0..=0x1f) {
         i += 1;
     }
     i
+}
+
+/// The first `"`, `\` or control character among the 16 bytes from `i` (which must be in
+/// bounds).
+#[inline(always)]
+fn string_special_in_16(bytes: &[u8], i: usize) -> Option<usize> {
+    let chunk = &bytes[i..i + 16];
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let mask = {
+        use std::arch::wasm32::*;
+        // SAFETY: `chunk` holds 16 bytes; the load needs no alignment.
+        let v = unsafe { v128_load(chunk.as_ptr().cast()) };
+        let hits = v128_or(
+            v128_or(
+                u8x16_eq(v, u8x16_splat(b'"')),
+                u8x16_eq(v, u8x16_splat(b'\\')),
+            ),
+            u8x16_lt(v, u8x16_splat(0x20)),
+        );
+        u32::from(u8x16_bitmask(hits))
+    };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64; `chunk` holds 16 bytes; the load needs no alignment.
+    let mask = unsafe {
+        use std::arch::x86_64::*;
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        // A control character has none of its three high bits set.
+        let control = _mm_cmpeq_epi8(
+            _mm_and_si128(v, _mm_set1_epi8(0xe0_u8 as i8)),
+            _mm_setzero_si128(),
+        );
+        let hits = _mm_or_si128(
+            _mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+            ),
+            control,
+        );
+        _mm_movemask_epi8(hits) as u32
+    };
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
+    let mask = chunk.iter().enumerate().fold(0u32, |m, (k, b)| {
+        m | u32::from(matches!(b, b'"' | b'\\' | 0..=0x1f)) << k
+    });
+    (mask != 0).then(|| i + mask.trailing_zeros() as usize)
 }
 
 #[cfg(test)]
