@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::path::PathTrie;
 
-mod fast;
+pub(crate) mod fast;
 
 /// Deserializes the whole document `text` with `seed` on the fast path; `None` if it gave up,
 /// and then the caller runs [`with_serde`] with a fresh seed, which decides.

@@ -1,10 +1,12 @@
 //! Field pruning: allow/deny lists of paths, depth and emptiness limits, and a field-count
 //! guard for Elasticsearch's mapping limit.
 //!
-//! The document is pruned in one streaming pass that writes the output as it reads the input:
-//! no JSON tree is built, skipped fields are only scanned, and subtrees kept whole (no deny
-//! path and no null/empty/depth rule reaches into them) are copied byte for byte. The tests
-//! hold a straightforward `Value`-based implementation as the reference.
+//! The document is pruned in one streaming pass that cuts what goes out of the input text: no
+//! JSON tree is built, nothing is re-serialized, and what stays keeps its bytes, copied in as
+//! many pieces as there were cuts (a document with nothing to cut is not copied at all). Where
+//! the fast deserializer gives up, a serde_json pass decides instead, writing what stays token
+//! by token. The tests hold a straightforward `Value`-based implementation as the reference,
+//! and check the two passes against each other on mutated tweets.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::config::Config;
 use crate::facts::Text;
-use crate::json;
+use crate::json::{self, fast};
 use crate::path::{Path, PathTrie, parse_paths};
 use crate::{Outcome, Transform};
 
@@ -72,19 +74,16 @@ impl Transform for FieldPrune {
             Err(reason) => return Outcome::Fail(reason),
         };
         let mut out = Output {
-            buf: Vec::with_capacity(if self.allow.is_some() {
-                1024
-            } else {
-                value.len()
-            }),
+            buf: Vec::new(),
             changed: false,
         };
-        if json::with_fast(text, self.walk(&mut out)).is_none() {
+        if self.cut(text, &mut out.buf).is_none() {
             out.buf.clear();
-            out.changed = false;
             if let Err(e) = json::with_serde(text, self.walk(&mut out)) {
                 return Outcome::Fail(json::json_error(e));
             }
+        } else {
+            out.changed = !out.buf.is_empty();
         }
         if let Some(max) = self.max_fields {
             let result = if out.changed {
@@ -145,7 +144,127 @@ impl FieldPrune {
             .map_or(Allow::All, |(_, t)| Allow::Under(t))
     }
 
-    /// The pass over a whole document.
+    /// The fast pass: cuts what goes out of the text, so what stays keeps its bytes, copied
+    /// in as many pieces as there were cuts. Leaves `out` empty if nothing was cut; `None` if
+    /// the fast deserializer gave up (then [`walk`](Self::walk) decides).
+    fn cut(&self, text: &str, out: &mut Vec<u8>) -> Option<()> {
+        let mut de = fast::Deserializer::new(text);
+        let mut cuts = Cuts {
+            text,
+            out,
+            copied: 0,
+        };
+        let at = Place {
+            allow: self.root_allow(),
+            deny: self.deny.as_ref().map(|(_, t)| t),
+            depth: 0,
+        };
+        self.cut_value(&mut de, &mut cuts, at).ok()?;
+        de.end().ok()?;
+        if !cuts.out.is_empty() || cuts.copied > 0 {
+            cuts.out.extend_from_slice(&text.as_bytes()[cuts.copied..]);
+        }
+        Some(())
+    }
+
+    /// Cuts within the value at the deserializer's position; yields whether the value stays.
+    fn cut_value(
+        &self,
+        de: &mut fast::Deserializer,
+        cuts: &mut Cuts,
+        at: Place,
+    ) -> Result<bool, fast::GaveUp> {
+        let under_allow = matches!(at.allow, Allow::Under(_));
+        let too_deep = self.max_depth.is_some_and(|max| at.depth > max);
+        let container_stays = |kept: usize| kept > 0 || !(under_allow || self.drop_empty);
+        match de.peek()? {
+            b'{' => {
+                if at.depth > 0 && too_deep {
+                    de.skip()?;
+                    return Ok(false);
+                }
+                de.enter()?;
+                let mut entries = Entries::default();
+                while de.peek()? != b'}' {
+                    if entries.seen > 0 {
+                        de.expect(b',')?;
+                    }
+                    if de.peek()? != b'"' {
+                        return Err(fast::GaveUp);
+                    }
+                    let start = de.pos();
+                    let key = match de.string()? {
+                        (token, false) => Cow::Borrowed(&token[1..token.len() - 1]),
+                        (token, true) => {
+                            Cow::Owned(serde_json::from_str(token).map_err(|_| fast::GaveUp)?)
+                        }
+                    };
+                    de.expect(b':')?;
+                    let allow = match at.allow {
+                        Allow::All => Some(Allow::All),
+                        Allow::Under(node) => match node.child(&key) {
+                            None => None,
+                            Some(child) if child.is_terminal() => Some(Allow::All),
+                            Some(child) => Some(Allow::Under(child)),
+                        },
+                    };
+                    let deny = at.deny.and_then(|node| node.child(&key));
+                    let mark = cuts.mark();
+                    let stays = match allow.filter(|_| !deny.is_some_and(PathTrie::is_terminal)) {
+                        None => {
+                            de.skip()?;
+                            false
+                        }
+                        Some(allow) if self.reaches_into(allow, deny) => {
+                            let inner = Place {
+                                allow,
+                                deny,
+                                depth: at.depth + 1,
+                            };
+                            self.cut_value(de, cuts, inner)?
+                        }
+                        Some(_) => {
+                            de.skip()?;
+                            true
+                        }
+                    };
+                    entries.next(de, cuts, mark, start, stays);
+                }
+                de.leave(b'}')?;
+                Ok(at.depth == 0 || container_stays(entries.kept))
+            }
+            b'[' => {
+                if too_deep {
+                    de.skip()?;
+                    return Ok(false);
+                }
+                de.enter()?;
+                let mut entries = Entries::default();
+                while de.peek()? != b']' {
+                    if entries.seen > 0 {
+                        de.expect(b',')?;
+                    }
+                    let start = de.pos();
+                    let mark = cuts.mark();
+                    // Arrays are transparent: elements are at the array's own path and depth.
+                    let stays = self.cut_value(de, cuts, at)?;
+                    entries.next(de, cuts, mark, start, stays);
+                }
+                de.leave(b']')?;
+                Ok(container_stays(entries.kept))
+            }
+            _ => {
+                let (empty, null) = match de.read_scalar()? {
+                    fast::Scalar::Null => (false, true),
+                    fast::Scalar::EmptyString => (true, false),
+                    fast::Scalar::Other => (false, false),
+                };
+                Ok(!(under_allow || (null && self.drop_nulls) || (empty && self.drop_empty)))
+            }
+        }
+    }
+
+    /// The serde_json pass over a whole document, where the cutting pass gave up.
     fn walk<'o>(&self, out: &'o mut Output) -> Walk<'_, 'o> {
         Walk {
             cfg: self,
@@ -163,6 +282,74 @@ impl FieldPrune {
             || self.drop_nulls
             || self.drop_empty
             || self.max_depth.is_some()
+    }
+}
+
+/// Where a value sits, as the rules see it.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    allow: Allow<'a>,
+    deny: Option<&'a PathTrie>,
+    /// The top-level object is at 0, its fields' values at 1, array elements at their
+    /// array's depth.
+    depth: usize,
+}
+
+/// The output of the cutting pass: the text up to `copied`, less what was cut.
+struct Cuts<'t, 'o> {
+    text: &'t str,
+    out: &'o mut Vec<u8>,
+    copied: usize,
+}
+
+impl Cuts<'_, '_> {
+    fn mark(&self) -> (usize, usize) {
+        (self.out.len(), self.copied)
+    }
+
+    /// Takes the text from `from` (or from the end of the last cut, if that is further on:
+    /// entries removed one after another) to `to` out.
+    fn cut(&mut self, from: usize, to: usize) {
+        let from = from.max(self.copied);
+        self.out
+            .extend_from_slice(&self.text.as_bytes()[self.copied..from]);
+        self.copied = to;
+    }
+}
+
+/// The entries of an object or array as the cutting pass goes through them.
+#[derive(Default)]
+struct Entries {
+    seen: usize,
+    kept: usize,
+    /// Where the last entry that stays ends.
+    last_kept_end: Option<usize>,
+}
+
+impl Entries {
+    /// After the entry from `start` to the deserializer's position: a removed entry is cut
+    /// with the comma before it, or, if no entry before it stays, with the comma after it.
+    fn next(
+        &mut self,
+        de: &fast::Deserializer,
+        cuts: &mut Cuts,
+        mark: (usize, usize),
+        start: usize,
+        stays: bool,
+    ) {
+        self.seen += 1;
+        if stays {
+            self.kept += 1;
+            self.last_kept_end = Some(de.pos());
+            return;
+        }
+        // Whatever was cut inside the entry goes with it.
+        cuts.out.truncate(mark.0);
+        cuts.copied = mark.1;
+        match self.last_kept_end {
+            Some(end) => cuts.cut(end, de.pos()),
+            None => cuts.cut(start, de.after_separator()),
+        }
     }
 }
 
@@ -813,19 +1000,78 @@ mod tests {
         let deny = prune(&[("deny", "card, extended_entities, user.entities")]);
         for line in ndjson.lines() {
             for p in [&rules, &deny] {
-                let mut out = Output {
-                    buf: Vec::new(),
-                    changed: false,
-                };
-                assert_eq!(
-                    json::with_fast(line, p.walk(&mut out)),
-                    Some(true),
-                    "{line}"
-                );
+                assert!(p.cut(line, &mut Vec::new()).is_some(), "{line}");
                 let mut root = KeyTree::default();
                 assert!(json::with_fast(line, Count(&mut root)).is_some(), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn cutting_agrees_with_the_serde_pass_on_mutated_tweets() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        let ndjson = std::fs::read_to_string(format!("{dir}/tweets.ndjson")).unwrap();
+        let configs: [&[(&str, &str)]; 5] = [
+            &[("drop_nulls", "true")],
+            &[
+                ("drop_nulls", "true"),
+                ("drop_empty", "true"),
+                ("max_depth", "3"),
+            ],
+            &[("deny", "user, *.indices, entities.urls")],
+            &[("allow", "text, user.screen_name, entities.hashtags, *.id")],
+            &[
+                ("allow", "data, includes.users"),
+                ("deny", "data.entities.*.start"),
+            ],
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let special = b"\"{}[],:0n -";
+        let (mut cut, mut gave_up) = (0, 0);
+        for line in ndjson.lines() {
+            for _ in 0..60 {
+                let mut bytes = line.as_bytes().to_vec();
+                let at = random(bytes.len());
+                match random(3) {
+                    0 => bytes[at] = special[random(special.len())],
+                    1 => bytes.insert(at, special[random(special.len())]),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                for config in configs {
+                    let p = prune(config);
+                    let mut out = Vec::new();
+                    if p.cut(&text, &mut out).is_none() {
+                        gave_up += 1;
+                        continue;
+                    }
+                    cut += 1;
+                    let mut reference = Output {
+                        buf: Vec::new(),
+                        changed: false,
+                    };
+                    json::with_serde(&text, p.walk(&mut reference))
+                        .unwrap_or_else(|e| panic!("{e}: {config:?} on {text}"));
+                    assert_eq!(!out.is_empty(), reference.changed, "{config:?} on {text}");
+                    if reference.changed {
+                        let a: Value = serde_json::from_slice(&out).unwrap();
+                        let b: Value = serde_json::from_slice(&reference.buf).unwrap();
+                        assert_eq!(a, b, "{config:?} on {text}");
+                    }
+                }
+            }
+        }
+        assert!(cut > 100 && gave_up > 100, "{cut} cut, {gave_up} gave up");
     }
 
     #[test]

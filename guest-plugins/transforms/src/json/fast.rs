@@ -13,8 +13,15 @@
 
 use std::fmt;
 
-use serde::de::value::BorrowedStrDeserializer;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Hands a scalar's text to serde_json with the same request.
+macro_rules! delegate {
+    ($token:expr, $method:ident, $visitor:expr) => {
+        de::Deserializer::$method(&mut serde_json::Deserializer::from_str($token), $visitor)
+            .map_err(|_| GaveUp)
+    };
+}
 
 /// The fast path stopped; serde_json, run over the document, says why (or succeeds).
 #[derive(Debug)]
@@ -39,9 +46,12 @@ type Result<T> = std::result::Result<T, GaveUp>;
 /// serde_json refuses nesting past 128 levels; giving up sooner leaves that to it.
 const MAX_DEPTH: usize = 100;
 
-/// How serde_json's `RawValue` asks a deserializer for a value's text (serde_json's private
-/// protocol: if it changes, raw values fall back to serde_json, and a test notices).
-const RAW_VALUE: &str = "$serde_json::private::RawValue";
+/// What [`Deserializer::read_scalar`] found.
+pub(crate) enum Scalar {
+    Null,
+    EmptyString,
+    Other,
+}
 
 pub(crate) struct Deserializer<'de> {
     text: &'de str,
@@ -78,7 +88,7 @@ impl<'de> Deserializer<'de> {
     /// The next byte after whitespace, not consumed. Compact JSON has none, and then no loop is
     /// entered: in a plugin, every loop entered pays a deadline check.
     #[inline]
-    fn peek(&mut self) -> Result<u8> {
+    pub(crate) fn peek(&mut self) -> Result<u8> {
         match self.text.as_bytes().get(self.pos) {
             Some(b' ' | b'\t' | b'\n' | b'\r') => {
                 self.skip_whitespace();
@@ -90,7 +100,7 @@ impl<'de> Deserializer<'de> {
     }
 
     /// Consumes `byte`, the next one after whitespace.
-    fn expect(&mut self, byte: u8) -> Result<()> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Result<()> {
         if self.peek()? == byte {
             self.pos += 1;
             Ok(())
@@ -99,7 +109,7 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    fn enter(&mut self) -> Result<()> {
+    pub(crate) fn enter(&mut self) -> Result<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(GaveUp);
@@ -108,7 +118,7 @@ impl<'de> Deserializer<'de> {
         Ok(())
     }
 
-    fn leave(&mut self, close: u8) -> Result<()> {
+    pub(crate) fn leave(&mut self, close: u8) -> Result<()> {
         self.expect(close)?;
         self.depth -= 1;
         Ok(())
@@ -117,7 +127,7 @@ impl<'de> Deserializer<'de> {
     /// Scans the string whose `"` is at `pos`, leaving `pos` after its closing quote. Returns
     /// the whole token and whether it has escapes.
     #[inline]
-    fn string(&mut self) -> Result<(&'de str, bool)> {
+    pub(crate) fn string(&mut self) -> Result<(&'de str, bool)> {
         let start = self.pos;
         let end = find_string_special(self.text.as_bytes(), start + 1);
         if self.text.as_bytes().get(end) == Some(&b'"') {
@@ -151,6 +161,58 @@ impl<'de> Deserializer<'de> {
         }
         self.pos = i + 1;
         Ok((&self.text[start..self.pos], true))
+    }
+
+    /// Where the deserializer is in the text.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Past the whitespace and the comma that follow a value, and the whitespace after that;
+    /// `pos` if no comma follows. Where a removed first entry's cut ends.
+    pub(crate) fn after_separator(&self) -> usize {
+        let bytes = self.text.as_bytes();
+        let ws = |mut i: usize| {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
+                i += 1;
+            }
+            i
+        };
+        let comma = ws(self.pos);
+        if bytes.get(comma) == Some(&b',') {
+            ws(comma + 1)
+        } else {
+            self.pos
+        }
+    }
+
+    /// Reads the scalar at `pos` for its kind, checked as reading its value would be (escaped
+    /// strings and numbers other than plain integers by serde_json); containers give up.
+    pub(crate) fn read_scalar(&mut self) -> Result<Scalar> {
+        match self.peek()? {
+            b'"' => match self.string()? {
+                (token, false) => Ok(if token.len() == 2 {
+                    Scalar::EmptyString
+                } else {
+                    Scalar::Other
+                }),
+                (token, true) => {
+                    delegate!(token, deserialize_str, IgnoredAny)?;
+                    Ok(Scalar::Other)
+                }
+            },
+            b'n' => self.literal(b"null").map(|()| Scalar::Null),
+            b't' => self.literal(b"true").map(|()| Scalar::Other),
+            b'f' => self.literal(b"false").map(|()| Scalar::Other),
+            b'-' | b'0'..=b'9' => {
+                let (token, integer) = self.number_token()?;
+                if !(integer && token.len() <= 19) {
+                    delegate!(token, deserialize_any, IgnoredAny)?;
+                }
+                Ok(Scalar::Other)
+            }
+            _ => Err(GaveUp),
+        }
     }
 
     /// Scans the number at `pos` by JSON's grammar and returns its text.
@@ -237,7 +299,7 @@ impl<'de> Deserializer<'de> {
     }
 
     /// Skips one value, checking its syntax as serde_json's ignoring does.
-    fn skip(&mut self) -> Result<()> {
+    pub(crate) fn skip(&mut self) -> Result<()> {
         match self.peek()? {
             b'{' => {
                 self.enter()?;
@@ -294,14 +356,6 @@ impl<'de> Deserializer<'de> {
         self.leave(b']')?;
         Ok(value)
     }
-}
-
-/// Hands a scalar's text to serde_json with the same request.
-macro_rules! delegate {
-    ($token:expr, $method:ident, $visitor:expr) => {
-        de::Deserializer::$method(&mut serde_json::Deserializer::from_str($token), $visitor)
-            .map_err(|_| GaveUp)
-    };
 }
 
 /// Requests answered by serde_json on the scalar's text.
@@ -385,18 +439,12 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        if name != RAW_VALUE {
-            return visitor.visit_newtype_struct(self);
-        }
-        self.skip_whitespace();
-        let start = self.pos;
-        self.skip()?;
-        visitor.visit_map(RawValueEntry {
-            raw: Some(&self.text[start..self.pos]),
-        })
+        // serde_json's `RawValue` comes here too: its visitor refuses this, and the caller's
+        // serde_json pass gives it the text.
+        visitor.visit_newtype_struct(self)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -525,27 +573,6 @@ impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
     }
 }
 
-/// The one entry through which `RawValue` takes a value's text.
-struct RawValueEntry<'de> {
-    raw: Option<&'de str>,
-}
-
-impl<'de> MapAccess<'de> for RawValueEntry<'de> {
-    type Error = GaveUp;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        if self.raw.is_none() {
-            return Ok(None);
-        }
-        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE))
-            .map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
-        seed.deserialize(BorrowedStrDeserializer::new(self.raw.take().ok_or(GaveUp)?))
-    }
-}
-
 /// The index of the first byte at or after `i` that is not an ASCII digit, or the length.
 #[inline]
 fn find_non_digit(bytes: &[u8], mut i: usize) -> usize {
@@ -645,7 +672,6 @@ mod tests {
     use serde::Deserialize;
     use serde::de::IgnoredAny;
     use serde_json::Value;
-    use serde_json::value::RawValue;
 
     use super::*;
 
@@ -706,14 +732,6 @@ mod tests {
         }
     }
 
-    /// The top level's entries as raw text, which is how prune copies what it keeps.
-    struct RawEntries;
-    impl<'de> DeserializeOwnedBy<'de> for RawEntries {
-        fn read<D: de::Deserializer<'de>>(de: D) -> std::result::Result<String, D::Error> {
-            BTreeMap::<String, &'de RawValue>::deserialize(de).map(|m| format!("{m:?}"))
-        }
-    }
-
     /// Keys and values ignored one by one, as the transforms skip what they do not look at.
     struct IgnoredEntries;
     impl<'de> DeserializeOwnedBy<'de> for IgnoredEntries {
@@ -762,7 +780,6 @@ mod tests {
             ("Value", answers::<AsValue>(text)),
             ("IgnoredAny", answers::<Ignored>(text)),
             ("ignored entries", answers::<IgnoredEntries>(text)),
-            ("RawValue", answers::<RawEntries>(text)),
             ("typed", answers::<AsTyped>(text)),
         ] {
             if fast.is_some() {
@@ -779,7 +796,6 @@ mod tests {
                 ("Value", answers::<AsValue>(&text)),
                 ("IgnoredAny", answers::<Ignored>(&text)),
                 ("ignored entries", answers::<IgnoredEntries>(&text)),
-                ("RawValue", answers::<RawEntries>(&text)),
                 ("typed", answers::<AsTyped>(&text)),
             ] {
                 assert!(fast.is_some(), "{name} gave up on {text}");
