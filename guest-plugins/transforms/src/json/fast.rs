@@ -5,11 +5,13 @@
 //! check. This deserializer finds a string's end 16 bytes a step with SIMD, borrows strings
 //! without escapes, and skips ignored values without visiting them.
 //!
-//! It is a front, never a second opinion: numbers and escaped strings go to serde_json, with
-//! the same request, as soon as their extent is known, and on anything it does not handle, or
-//! does not accept, it gives up with a bare [`GaveUp`]. Callers then run serde_json over the
-//! whole document, which decides and words the reason. So whatever this accepts, serde_json
-//! accepts with the same visits; the tests check that on mutated tweets.
+//! It is a front, never a second opinion: numbers other than plain integers, and escaped
+//! strings, go to serde_json with the same request as soon as their extent is known, and on
+//! anything it does not handle, or does not accept, it gives up with a bare [`GaveUp`]. Callers
+//! then run serde_json over the whole document, which decides and words the reason. So whatever
+//! this accepts, serde_json accepts with the same visits; the tests check that on mutated
+//! tweets. Besides serde's interface, it lends field-prune a cursor (`peek`, `string`, `skip`,
+//! `read_scalar`, `pos`), whose cutting pass needs to know where each value lies.
 
 use std::fmt;
 
