@@ -259,6 +259,32 @@ fn walk_map<F: FnMut(&str)>(map: &Map<String, Value>, node: Option<&PathTrie>, f
     }
 }
 
+/// Test inputs: `count` copies of `text`, each with a byte of `special` put in, or a byte
+/// replaced by one or taken out, at a random place; those that are still UTF-8.
+#[cfg(test)]
+pub(crate) fn mutations(text: &str, count: usize, special: &[u8], seed: &mut u64) -> Vec<String> {
+    let mut random = |n: usize| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    };
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut bytes = text.as_bytes().to_vec();
+        let at = random(bytes.len());
+        match random(3) {
+            0 => bytes[at] = special[random(special.len())],
+            1 => bytes.insert(at, special[random(special.len())]),
+            _ => {
+                bytes.remove(at);
+            }
+        }
+        out.extend(String::from_utf8(bytes));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1026,28 +1026,10 @@ mod tests {
             ],
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut random = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
         let special = b"\"{}[],:0n -";
         let (mut cut, mut gave_up) = (0, 0);
         for line in ndjson.lines() {
-            for _ in 0..60 {
-                let mut bytes = line.as_bytes().to_vec();
-                let at = random(bytes.len());
-                match random(3) {
-                    0 => bytes[at] = special[random(special.len())],
-                    1 => bytes.insert(at, special[random(special.len())]),
-                    _ => {
-                        bytes.remove(at);
-                    }
-                }
-                let Ok(text) = String::from_utf8(bytes) else {
-                    continue;
-                };
+            for text in json::mutations(line, 60, special, &mut seed) {
                 for config in configs {
                     let p = prune(config);
                     let mut out = Vec::new();

@@ -855,27 +855,10 @@ mod tests {
         }
         // Mutations of the corpus: bytes that matter to JSON put in, taken out, or replaced.
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut random = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
         let special = b"\"\\{}[],:0-.eE+ tfnu\x01\x1f";
         for text in corpus().into_iter().filter(|t| !t.is_empty()) {
-            for _ in 0..200 {
-                let mut bytes = text.clone().into_bytes();
-                let at = random(bytes.len());
-                match random(3) {
-                    0 => bytes[at] = special[random(special.len())],
-                    1 => bytes.insert(at, special[random(special.len())]),
-                    _ => {
-                        bytes.remove(at);
-                    }
-                }
-                if let Ok(text) = String::from_utf8(bytes) {
-                    check_all(&text, &mut tally);
-                }
+            for text in crate::json::mutations(&text, 200, special, &mut seed) {
+                check_all(&text, &mut tally);
             }
         }
         let [gave_up, accepted] = tally;
