@@ -154,12 +154,7 @@ impl FieldPrune {
             out,
             copied: 0,
         };
-        let at = Place {
-            allow: self.root_allow(),
-            deny: self.deny.as_ref().map(|(_, t)| t),
-            depth: 0,
-        };
-        self.cut_value(&mut de, &mut cuts, at).ok()?;
+        self.cut_value(&mut de, &mut cuts, self.root()).ok()?;
         de.end().ok()?;
         if !cuts.out.is_empty() || cuts.copied > 0 {
             cuts.out.extend_from_slice(&text.as_bytes()[cuts.copied..]);
@@ -174,12 +169,9 @@ impl FieldPrune {
         cuts: &mut Cuts,
         at: Place,
     ) -> Result<bool, fast::GaveUp> {
-        let under_allow = matches!(at.allow, Allow::Under(_));
-        let too_deep = self.max_depth.is_some_and(|max| at.depth > max);
-        let container_stays = |kept: usize| kept > 0 || !(under_allow || self.drop_empty);
         match de.peek()? {
             b'{' => {
-                if at.depth > 0 && too_deep {
+                if at.depth > 0 && self.too_deep(at) {
                     de.skip()?;
                     return Ok(false);
                 }
@@ -200,27 +192,13 @@ impl FieldPrune {
                         }
                     };
                     de.expect(b':')?;
-                    let allow = match at.allow {
-                        Allow::All => Some(Allow::All),
-                        Allow::Under(node) => match node.child(&key) {
-                            None => None,
-                            Some(child) if child.is_terminal() => Some(Allow::All),
-                            Some(child) => Some(Allow::Under(child)),
-                        },
-                    };
-                    let deny = at.deny.and_then(|node| node.child(&key));
                     let mark = cuts.mark();
-                    let stays = match allow.filter(|_| !deny.is_some_and(PathTrie::is_terminal)) {
+                    let stays = match at.field(&key) {
                         None => {
                             de.skip()?;
                             false
                         }
-                        Some(allow) if self.reaches_into(allow, deny) => {
-                            let inner = Place {
-                                allow,
-                                deny,
-                                depth: at.depth + 1,
-                            };
+                        Some(inner) if self.reaches_into(inner) => {
                             self.cut_value(de, cuts, inner)?
                         }
                         Some(_) => {
@@ -231,10 +209,10 @@ impl FieldPrune {
                     entries.next(de, cuts, mark, start, stays);
                 }
                 de.leave(b'}')?;
-                Ok(at.depth == 0 || container_stays(entries.kept))
+                Ok(at.depth == 0 || self.container_stays(at, entries.kept))
             }
             b'[' => {
-                if too_deep {
+                if self.too_deep(at) {
                     de.skip()?;
                     return Ok(false);
                 }
@@ -251,7 +229,7 @@ impl FieldPrune {
                     entries.next(de, cuts, mark, start, stays);
                 }
                 de.leave(b']')?;
-                Ok(container_stays(entries.kept))
+                Ok(self.container_stays(at, entries.kept))
             }
             _ => {
                 let (empty, null) = match de.read_scalar()? {
@@ -259,7 +237,7 @@ impl FieldPrune {
                     fast::Scalar::EmptyString => (true, false),
                     fast::Scalar::Other => (false, false),
                 };
-                Ok(!(under_allow || (null && self.drop_nulls) || (empty && self.drop_empty)))
+                Ok(self.scalar_stays(at, empty, null))
             }
         }
     }
@@ -268,20 +246,42 @@ impl FieldPrune {
     fn walk<'o>(&self, out: &'o mut Output) -> Walk<'_, 'o> {
         Walk {
             cfg: self,
-            allow: self.root_allow(),
-            deny: self.deny.as_ref().map(|(_, t)| t),
-            depth: 0,
+            at: self.root(),
             out,
         }
     }
 
-    /// Whether the rules can change anything inside a value reached with `allow` and `deny`.
-    fn reaches_into(&self, allow: Allow, deny: Option<&PathTrie>) -> bool {
-        matches!(allow, Allow::Under(_))
-            || deny.is_some()
+    /// Where the top-level object sits.
+    fn root(&self) -> Place<'_> {
+        Place {
+            allow: self.root_allow(),
+            deny: self.deny.as_ref().map(|(_, t)| t),
+            depth: 0,
+        }
+    }
+
+    /// Whether the rules can change anything inside a value at `at`.
+    fn reaches_into(&self, at: Place) -> bool {
+        at.under_allow()
+            || at.deny.is_some()
             || self.drop_nulls
             || self.drop_empty
             || self.max_depth.is_some()
+    }
+
+    fn too_deep(&self, at: Place) -> bool {
+        self.max_depth.is_some_and(|max| at.depth > max)
+    }
+
+    /// Whether a scalar stays: an allow list keeps a scalar only when a path reaches it.
+    fn scalar_stays(&self, at: Place, empty: bool, null: bool) -> bool {
+        !(at.under_allow() || (null && self.drop_nulls) || (empty && self.drop_empty))
+    }
+
+    /// Whether a container left with `kept` entries stays: beneath a partial allow, or with
+    /// `drop_empty`, only for what it holds.
+    fn container_stays(&self, at: Place, kept: usize) -> bool {
+        kept > 0 || !(at.under_allow() || self.drop_empty)
     }
 }
 
@@ -293,6 +293,33 @@ struct Place<'a> {
     /// The top-level object is at 0, its fields' values at 1, array elements at their
     /// array's depth.
     depth: usize,
+}
+
+impl<'a> Place<'a> {
+    fn under_allow(self) -> bool {
+        matches!(self.allow, Allow::Under(_))
+    }
+
+    /// Where the value of field `key` of an object here sits; `None` if the rules remove the
+    /// field.
+    fn field(self, key: &str) -> Option<Place<'a>> {
+        let allow = match self.allow {
+            Allow::All => Allow::All,
+            Allow::Under(node) => match node.child(key)? {
+                child if child.is_terminal() => Allow::All,
+                child => Allow::Under(child),
+            },
+        };
+        let deny = self.deny.and_then(|node| node.child(key));
+        if deny.is_some_and(PathTrie::is_terminal) {
+            return None;
+        }
+        Some(Place {
+            allow,
+            deny,
+            depth: self.depth + 1,
+        })
+    }
 }
 
 /// The output of the cutting pass: the text up to `copied`, less what was cut.
@@ -380,29 +407,8 @@ impl Output {
 /// Prunes one value, writing what stays to the output; yields whether the value stays.
 struct Walk<'c, 'o> {
     cfg: &'c FieldPrune,
-    allow: Allow<'c>,
-    deny: Option<&'c PathTrie>,
-    /// The value's depth: the top-level object is at 0, its fields' values at 1, array
-    /// elements at their array's depth.
-    depth: usize,
+    at: Place<'c>,
     out: &'o mut Output,
-}
-
-impl Walk<'_, '_> {
-    fn under_allow(&self) -> bool {
-        matches!(self.allow, Allow::Under(_))
-    }
-
-    fn too_deep(&self) -> bool {
-        self.cfg.max_depth.is_some_and(|max| self.depth > max)
-    }
-
-    /// Whether a scalar stays: an allow list keeps a scalar only when a path reaches it.
-    fn scalar(&self, empty: bool, null: bool) -> bool {
-        let removed =
-            self.under_allow() || (null && self.cfg.drop_nulls) || (empty && self.cfg.drop_empty);
-        !removed
-    }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
@@ -421,23 +427,14 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        if self.depth > 0 && self.too_deep() {
+        if self.at.depth > 0 && self.cfg.too_deep(self.at) {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
             return Ok(false);
         }
         self.out.buf.push(b'{');
         let mut kept = 0;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let allow = match self.allow {
-                Allow::All => Some(Allow::All),
-                Allow::Under(node) => match node.child(&key) {
-                    None => None,
-                    Some(child) if child.is_terminal() => Some(Allow::All),
-                    Some(child) => Some(Allow::Under(child)),
-                },
-            };
-            let deny = self.deny.and_then(|node| node.child(&key));
-            let Some(allow) = allow.filter(|_| !deny.is_some_and(PathTrie::is_terminal)) else {
+            let Some(at) = self.at.field(&key) else {
                 map.next_value::<IgnoredAny>()?;
                 self.out.changed = true;
                 continue;
@@ -448,12 +445,10 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             }
             self.out.write_str(&key, matches!(key, Cow::Owned(_)));
             self.out.buf.push(b':');
-            let stays = if self.cfg.reaches_into(allow, deny) {
+            let stays = if self.cfg.reaches_into(at) {
                 map.next_value_seed(Walk {
                     cfg: self.cfg,
-                    allow,
-                    deny,
-                    depth: self.depth + 1,
+                    at,
                     out: &mut *self.out,
                 })?
             } else {
@@ -470,11 +465,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
         }
         self.out.buf.push(b'}');
         // Beneath a partial allow, a container is kept only for what it holds.
-        Ok(self.depth == 0 || kept > 0 || !(self.under_allow() || self.cfg.drop_empty))
+        Ok(self.at.depth == 0 || self.cfg.container_stays(self.at, kept))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        if self.too_deep() {
+        if self.cfg.too_deep(self.at) {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(false);
         }
@@ -488,9 +483,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             // Arrays are transparent: elements are at the array's own path and depth.
             let element = seq.next_element_seed(Walk {
                 cfg: self.cfg,
-                allow: self.allow,
-                deny: self.deny,
-                depth: self.depth,
+                at: self.at,
                 out: &mut *self.out,
             })?;
             match element {
@@ -506,11 +499,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             }
         }
         self.out.buf.push(b']');
-        Ok(kept > 0 || !(self.under_allow() || self.cfg.drop_empty))
+        Ok(self.cfg.container_stays(self.at, kept))
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
-        let stays = self.scalar(v.is_empty(), false);
+        let stays = self.cfg.scalar_stays(self.at, v.is_empty(), false);
         if stays {
             self.out.write_str(v, false);
         }
@@ -518,7 +511,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        let stays = self.scalar(v.is_empty(), false);
+        let stays = self.cfg.scalar_stays(self.at, v.is_empty(), false);
         if stays {
             self.out.write_str(v, true);
         }
@@ -526,7 +519,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        let stays = self.scalar(false, true);
+        let stays = self.cfg.scalar_stays(self.at, false, true);
         if stays {
             self.out.buf.extend_from_slice(b"null");
         }
@@ -534,7 +527,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        let stays = self.scalar(false, false);
+        let stays = self.cfg.scalar_stays(self.at, false, false);
         if stays {
             self.out.write(v);
         }
@@ -542,7 +535,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        let stays = self.scalar(false, false);
+        let stays = self.cfg.scalar_stays(self.at, false, false);
         if stays {
             self.out.write(v);
         }
@@ -550,7 +543,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        let stays = self.scalar(false, false);
+        let stays = self.cfg.scalar_stays(self.at, false, false);
         if stays {
             self.out.write(v);
         }
@@ -558,7 +551,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
-        let stays = self.scalar(false, false);
+        let stays = self.cfg.scalar_stays(self.at, false, false);
         if stays {
             self.out.write(v);
         }

@@ -81,10 +81,7 @@ impl<'de> Deserializer<'de> {
     }
 
     fn skip_whitespace(&mut self) {
-        let bytes = self.text.as_bytes();
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.pos) {
-            self.pos += 1;
-        }
+        self.pos = whitespace_end(self.text.as_bytes(), self.pos);
     }
 
     /// The next byte after whitespace, not consumed. Compact JSON has none, and then no loop is
@@ -174,15 +171,9 @@ impl<'de> Deserializer<'de> {
     /// `pos` if no comma follows. Where a removed first entry's cut ends.
     pub(crate) fn after_separator(&self) -> usize {
         let bytes = self.text.as_bytes();
-        let ws = |mut i: usize| {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
-                i += 1;
-            }
-            i
-        };
-        let comma = ws(self.pos);
+        let comma = whitespace_end(bytes, self.pos);
         if bytes.get(comma) == Some(&b',') {
-            ws(comma + 1)
+            whitespace_end(bytes, comma + 1)
         } else {
             self.pos
         }
@@ -208,7 +199,7 @@ impl<'de> Deserializer<'de> {
             b'f' => self.literal(b"false").map(|()| Scalar::Other),
             b'-' | b'0'..=b'9' => {
                 let (token, integer) = self.number_token()?;
-                if !(integer && token.len() <= 19) {
+                if !fits_u64(token, integer) {
                     delegate!(token, deserialize_any, IgnoredAny)?;
                 }
                 Ok(Scalar::Other)
@@ -401,8 +392,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             }
             b'-' | b'0'..=b'9' => {
                 let (token, integer) = self.number_token()?;
-                // Up to 19 digits always fit a u64, which is what serde_json visits them as.
-                if integer && token.len() <= 19 {
+                if fits_u64(token, integer) {
                     let n = token.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0'));
                     return visitor.visit_u64(n);
                 }
@@ -573,6 +563,21 @@ impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
         deserialize_map() deserialize_struct(&'static str, &'static [&'static str])
         deserialize_enum(&'static str, &'static [&'static str])
     }
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace, or the length.
+fn whitespace_end(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether a number read as `integer` (non-negative, no fraction or exponent) is one this
+/// deserializer reads itself: up to 19 digits always fit a u64, which is what serde_json
+/// visits them as.
+fn fits_u64(token: &str, integer: bool) -> bool {
+    integer && token.len() <= 19
 }
 
 /// The index of the first byte at or after `i` that is not an ASCII digit, or the length.
