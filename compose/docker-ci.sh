@@ -14,8 +14,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 t0=$SECONDS
-# The host image from the debug binary the tests build anyway (compose/docker.sh: release by default).
-export SLUICE_HOST_PROFILE="${SLUICE_HOST_PROFILE:-dev}"
+# The host and twitter-sim images from the dev binaries the tests build anyway (compose/docker.sh:
+# release by default).
+export SLUICE_BUILD_PROFILE="${SLUICE_BUILD_PROFILE:-dev}"
 bash "$HERE/docker.sh" start >&2
 bash "$HERE/docker.sh" build >&2
 bash "$HERE/docker.sh" images >&2

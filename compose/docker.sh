@@ -23,8 +23,9 @@
 #   sluice-local/opensearch:$OPENSEARCH_VERSION  configured like opensearchproject/opensearch
 #   sluice-local/fake-gcs-server:1.54.0        entrypoint and flags as fsouza/fake-gcs-server
 #   sluice-local/bqemulator:$BQEMULATOR_VERSION  bqemulator (DuckDB), REST + gRPC
-#   sluice-local/twitter-sim:latest            tests/twitter-sim, release build
-#   sluice-local/host:latest                   the Sluice host (release build unless SLUICE_HOST_PROFILE
+#   sluice-local/twitter-sim:latest            tests/twitter-sim (release build unless
+#                                              SLUICE_BUILD_PROFILE says otherwise)
+#   sluice-local/host:latest                   the Sluice host (release build unless SLUICE_BUILD_PROFILE
 #                                              says otherwise, PID 1, user sluice),
 #                                              guest-plugins/dist in /plugins, the examples in
 #                                              /etc/sluice, HEALTHCHECK on /health
@@ -34,7 +35,8 @@
 #   DOCKER              docker CLI (default /usr/bin/docker from docker.io, else docker on PATH)
 #   DOCKERD_START_TIMEOUT  seconds (default 60)
 #   CARGO_TARGET_DIR    where twitter-sim, the host and the plugins are built (default: cargo's)
-#   SLUICE_HOST_PROFILE the cargo profile of the host image's binary (default release; CI: dev)
+#   SLUICE_BUILD_PROFILE the cargo profile of the binaries in the images, the host's and
+#                       twitter-sim's (default release; CI: dev)
 #   KAFKA_VERSION, OPENSEARCH_VERSION, BQEMULATOR_VERSION, FAKE_GCS_WRAPPER_VERSION, SLUICE_CACHE
 #                       as for the native scripts (the artifacts are taken from their caches)
 set -euo pipefail
@@ -430,10 +432,19 @@ cargo_target_dir() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 }
 
+# The cargo profile of the binaries in the images (the host, twitter-sim): release (default),
+# or dev, which CI uses because its tests build those binaries anyway (release builds of the
+# host and of twitter-sim's dependencies would add ~11 minutes to a cold CI run).
+BUILD_PROFILE="${SLUICE_BUILD_PROFILE:-release}"
+case "$BUILD_PROFILE" in
+  dev | debug) PROFILE_DIR=debug ;;
+  *) PROFILE_DIR="$BUILD_PROFILE" ;;
+esac
+
 build_twitter_sim() {
-  local bin src
+  local src
   # The sources' hash is part of the recipe, so a changed simulator is rebuilt.
-  src="$(cd "$REPO" && { git ls-files -s tests/twitter-sim 2>/dev/null; git diff HEAD -- tests/twitter-sim 2>/dev/null; } | sha256sum | cut -c1-16)"
+  src="$BUILD_PROFILE-$(cd "$REPO" && { git ls-files -s tests/twitter-sim 2>/dev/null; git diff HEAD -- tests/twitter-sim 2>/dev/null; } | sha256sum | cut -c1-16)"
   new_build_dir twitter-sim <<EOF
 FROM $IMG_BASE
 COPY twitter-sim /usr/local/bin/twitter-sim
@@ -441,11 +452,11 @@ LABEL sluice.sources=$src
 ENTRYPOINT ["/usr/local/bin/twitter-sim"]
 EOF
   if ! image_current "$IMG_TWITTER_SIM" "$(recipe_of "$BUILD_DIR/twitter-sim")"; then
-    log "cargo build --release -p twitter-sim"
-    (cd "$REPO" && cargo build --quiet --release -p twitter-sim >&2) || die "building twitter-sim failed"
-    bin="$(cargo_target_dir)/release/twitter-sim"
+    log "cargo build --profile $BUILD_PROFILE -p twitter-sim"
+    (cd "$REPO" && cargo build --quiet --profile "$BUILD_PROFILE" -p twitter-sim >&2) ||
+      die "building twitter-sim failed"
     mkdir -p "$BUILD_DIR/twitter-sim/ctx"
-    cp "$bin" "$BUILD_DIR/twitter-sim/ctx/twitter-sim"
+    strip --strip-debug -o "$BUILD_DIR/twitter-sim/ctx/twitter-sim" "$(cargo_target_dir)/$PROFILE_DIR/twitter-sim"
   fi
   build_dir_image twitter-sim "$IMG_TWITTER_SIM"
 }
@@ -464,18 +475,10 @@ image_pipeline() {
   } >"$2"
 }
 
-# The cargo profile of the host in the image: release (default), or dev, which CI uses because
-# its tests build that binary anyway (a release build would add ~10 minutes to a cold CI run).
-HOST_PROFILE="${SLUICE_HOST_PROFILE:-release}"
-
 build_host() {
-  local src dir="$BUILD_DIR/host" target f out
+  local src dir="$BUILD_DIR/host" target f
   build_base_slim
-  case "$HOST_PROFILE" in
-    dev | debug) out=debug ;;
-    *) out="$HOST_PROFILE" ;;
-  esac
-  src="$HOST_PROFILE-$(cd "$REPO" && { git ls-files -s "${HOST_SOURCES[@]}" 2>/dev/null; git diff HEAD -- "${HOST_SOURCES[@]}" 2>/dev/null; } |
+  src="$BUILD_PROFILE-$(cd "$REPO" && { git ls-files -s "${HOST_SOURCES[@]}" 2>/dev/null; git diff HEAD -- "${HOST_SOURCES[@]}" 2>/dev/null; } |
     sha256sum | cut -c1-16)"
   # The host is PID 1 and drains on SIGTERM itself (docker stop), so no init. Metrics, health
   # and readiness are on by default (SLUICE_RUNTIME__METRICS__LISTEN, which `--metrics` overrides).
@@ -527,14 +530,14 @@ read -r _ status _ <&3
 EOF
   chmod +x "$dir/healthcheck.sh"
   if ! image_current "$IMG_HOST" "$(recipe_of "$dir")"; then
-    log "cargo build --profile $HOST_PROFILE -p sluice-host --bin host, cargo xtask plugins"
-    (cd "$REPO" && cargo build --quiet --profile "$HOST_PROFILE" -p sluice-host --bin host >&2) ||
+    log "cargo build --profile $BUILD_PROFILE -p sluice-host --bin host, cargo xtask plugins"
+    (cd "$REPO" && cargo build --quiet --profile "$BUILD_PROFILE" -p sluice-host --bin host >&2) ||
       die "building the host failed"
     (cd "$REPO" && cargo xtask plugins >&2) || die "building the plugins failed"
     target="$(cargo_target_dir)"
     mkdir -p "$dir/ctx/plugins" "$dir/ctx/sluice/examples"
     # Line tables only help a debugger; the symbols stay for backtraces.
-    strip --strip-debug -o "$dir/ctx/host" "$target/$out/host"
+    strip --strip-debug -o "$dir/ctx/host" "$target/$PROFILE_DIR/host"
     cp "$REPO"/guest-plugins/dist/*.wasm "$dir/ctx/plugins/"
     image_pipeline "$REPO/pipeline.toml" "$dir/ctx/sluice/pipeline.toml"
     for f in "$REPO"/examples/*.toml; do image_pipeline "$f" "$dir/ctx/sluice/examples/${f##*/}"; done
