@@ -9,6 +9,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::root;
@@ -1140,7 +1141,7 @@ struct TokenEndpoint {
 impl TokenEndpoint {
     fn start() -> Self {
         use std::io::Write as _;
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::AtomicBool;
         use std::sync::{Arc, Mutex};
 
         let dir = common::tempdir();
@@ -1236,6 +1237,32 @@ impl TokenEndpoint {
     fn key_file(&self) -> String {
         self.dir.path().join("sa.json").display().to_string()
     }
+
+    /// A streaming config for a new table in `sluice_sa`, with this endpoint's key.
+    fn bq_config(&self, table_prefix: &str) -> BigQueryConfig {
+        let mut c = bq_config("sluice_sa", &unique(table_prefix));
+        c.mode = sluice::sinks::bigquery::Mode::Stream;
+        c.credentials = Some(self.key_file());
+        c
+    }
+}
+
+/// Streams `n` tweets into `c`'s table; returns its rows and distinct tweet ids.
+fn stream_and_count(c: &BigQueryConfig, n: usize) -> (u64, u64) {
+    rt().block_on(async {
+        let mut loader = BigQueryLoader::open(c.clone()).await.unwrap();
+        assert!(loader.insert(&tweets(0, n)).await.unwrap().is_empty());
+        let rows = loader
+            .query(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT COALESCE(id_str, data.id)) FROM `{}.{}.{}`",
+                services().project,
+                c.dataset,
+                c.table
+            ))
+            .await
+            .unwrap();
+        (count(&rows, 0), count(&rows, 1))
+    })
 }
 
 /// A form value with its `%XX` escapes decoded.
@@ -1257,6 +1284,11 @@ fn percent_decode(v: &str) -> String {
 
 /// The body of one HTTP/1.1 request (by `Content-Length`).
 fn read_request_body(conn: &mut std::net::TcpStream) -> String {
+    String::from_utf8_lossy(&read_request(conn).1).into_owned()
+}
+
+/// One HTTP/1.1 request: its head (through the blank line) and its body (by `Content-Length`).
+fn read_request(conn: &mut std::net::TcpStream) -> (String, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -1265,22 +1297,23 @@ fn read_request_body(conn: &mut std::net::TcpStream) -> String {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
-            }
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return (head, buf[end + 4..end + 4 + length].to_vec());
         }
     }
-    String::new()
+    (String::from_utf8_lossy(&buf).into_owned(), Vec::new())
 }
 
 /// A JWT's claims, plus `"verified"`: whether its RS256 signature checks out against `public`
@@ -1317,22 +1350,8 @@ fn check_jwt(jwt: &str, public: &Path, scratch: &Path) -> Value {
 #[test]
 fn a_service_account_key_is_exchanged_at_its_token_uri_for_bigquery() {
     let t = TokenEndpoint::start();
-    let table = unique("sa_");
-    let mut c = bq_config("sluice_sa", &table);
-    c.mode = sluice::sinks::bigquery::Mode::Stream;
-    c.credentials = Some(t.key_file());
-    rt().block_on(async {
-        let mut loader = BigQueryLoader::open(c.clone()).await.unwrap();
-        assert!(loader.insert(&tweets(0, 20)).await.unwrap().is_empty());
-        let rows = loader
-            .query(&format!(
-                "SELECT COUNT(*) FROM `{}.sluice_sa.{table}`",
-                services().project
-            ))
-            .await
-            .unwrap();
-        assert_eq!(count(&rows, 0), 20);
-    });
+    let mut c = t.bq_config("sa_");
+    assert_eq!(stream_and_count(&c, 20), (20, 20));
     let seen = t.seen.lock().unwrap().clone();
     assert!(
         !seen.is_empty(),
@@ -1354,7 +1373,7 @@ fn a_service_account_key_is_exchanged_at_its_token_uri_for_bigquery() {
     }
 
     // A token endpoint that refuses the key: the first request fails with its reason.
-    t.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.refuse.store(true, Ordering::SeqCst);
     let refused_table = unique("sa_refused_");
     c.table = refused_table;
     let err = rt().block_on(async {
@@ -1365,6 +1384,89 @@ fn a_service_account_key_is_exchanged_at_its_token_uri_for_bigquery() {
     });
     assert!(err.contains("invalid_grant"), "{err}");
     assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
+
+/// A proxy in front of bqemulator that plays BigQuery refusing a token before it expired
+/// (revoked, or its key rotated): it answers 401 to requests bearing `revoked` and forwards
+/// the others. Returns its base URL, the number of requests it refused and the number that
+/// carried no bearer token at all.
+fn revoking_proxy(upstream: &str, revoked: &str) -> (String, [std::sync::Arc<AtomicUsize>; 2]) {
+    use std::io::Write as _;
+    let (authority, path) = upstream
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("an http:// URL with a path");
+    let (authority, path) = (authority.to_string(), format!("/{path}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let counters: [std::sync::Arc<AtomicUsize>; 2] = Default::default();
+    let ([refused, unsigned], bearer) = (counters.clone(), format!("bearer {revoked}"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (head, body) = read_request(&mut conn);
+            let lower = head.to_ascii_lowercase();
+            if !lower.contains("\r\nauthorization: bearer ") {
+                unsigned.fetch_add(1, Ordering::SeqCst);
+            }
+            if lower.contains(&bearer) {
+                refused.fetch_add(1, Ordering::SeqCst);
+                let answer = json!({"error": {"code": 401, "status": "UNAUTHENTICATED",
+                    "message": "Request had invalid authentication credentials.",
+                    "errors": [{"reason": "authError", "message": "Invalid Credentials"}]}})
+                .to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                continue;
+            }
+            // One request per connection: the upstream closes after its answer.
+            let head: String = head
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let Ok(mut up) = std::net::TcpStream::connect(&authority) else {
+                continue;
+            };
+            let _ = up.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+            let _ = up.write_all(&body);
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            // Tell the client too that this connection ends with the answer.
+            let status_end = answer.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+            let _ = conn.write_all(&answer[..status_end]);
+            let _ = conn.write_all(b"Connection: close\r\n");
+            let _ = conn.write_all(&answer[status_end..]);
+        }
+    });
+    (url, counters)
+}
+
+/// BigQuery refuses a token that stopped working before it expired (401): the loader asks the
+/// token endpoint for a new one and tries once more, and every row lands once.
+#[test]
+fn a_refused_token_is_renewed_and_the_rows_land_once() {
+    let t = TokenEndpoint::start();
+    let (proxy, [refused, unsigned]) = revoking_proxy(&services().bq, "sluice-test-token-0");
+    let mut c = t.bq_config("sa_renewed_");
+    c.endpoint = Some(proxy);
+    assert_eq!(stream_and_count(&c, 20), (20, 20));
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        1,
+        "one request with the revoked token"
+    );
+    assert_eq!(
+        unsigned.load(Ordering::SeqCst),
+        0,
+        "requests without a token"
+    );
+    let tokens = t.seen.lock().unwrap().len();
+    assert_eq!(tokens, 2, "the first token, then one renewal");
 }
 
 #[test]

@@ -22,6 +22,12 @@
 //! `skipInvalidRows`), each with the tweet id as `insertId` (`id_str`, `data.id` or `id`; else
 //! the record key; else a hash of the value), which BigQuery uses to drop retried rows for
 //! about a minute. Rows BigQuery refuses come back with their index and reason.
+//!
+//! # Refused credentials
+//!
+//! The client renews its access token when it expires. A token can also stop working before
+//! then (revoked, or the key rotated): BigQuery answers 401. `load` and `insert` then build a
+//! new client, which asks for a new token, and try once more; a second 401 is the error.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -382,6 +388,20 @@ impl BigQueryLoader {
         objects: &[FinishedObject],
         sample: &[Value],
     ) -> anyhow::Result<LoadReport> {
+        match self.load_once(objects, sample).await {
+            Err(e) if e.is::<Unauthenticated>() => {
+                self.renew_client(&e).await?;
+                self.load_once(objects, sample).await
+            }
+            done => done,
+        }
+    }
+
+    async fn load_once(
+        &mut self,
+        objects: &[FinishedObject],
+        sample: &[Value],
+    ) -> anyhow::Result<LoadReport> {
         let started = Instant::now();
         if objects.is_empty() {
             return Ok(LoadReport::default());
@@ -447,6 +467,24 @@ impl BigQueryLoader {
     /// Streams records with `insertAll`; returns the rows BigQuery refused as (index in
     /// `records`, reason). Records that are not JSON objects are refused without a request.
     pub async fn insert(&mut self, records: &[Record]) -> anyhow::Result<Vec<(usize, String)>> {
+        match self.insert_once(records).await {
+            Err(e) if e.is::<Unauthenticated>() => {
+                self.renew_client(&e).await?;
+                self.insert_once(records).await
+            }
+            done => done,
+        }
+    }
+
+    /// A new client, hence a new access token, after BigQuery refused the one in use.
+    async fn renew_client(&mut self, refused: &anyhow::Error) -> anyhow::Result<()> {
+        tracing::warn!("{refused:#}; renewing the credentials and trying once more");
+        self.requests.retries.inc();
+        self.client = build_client(&self.config).await?;
+        Ok(())
+    }
+
+    async fn insert_once(&mut self, records: &[Record]) -> anyhow::Result<Vec<(usize, String)>> {
         let mut refused = Vec::new();
         let mut rows: Vec<(usize, Value)> = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
@@ -955,7 +993,8 @@ fn is_transient(e: &BQError) -> bool {
     }
 }
 
-/// An error with BigQuery's message (the client's `Debug` form is hard to read).
+/// An error with BigQuery's message (the client's `Debug` form is hard to read). A 401 is an
+/// [`Unauthenticated`], which `load` and `insert` answer with new credentials.
 fn bq_err(e: BQError, what: &str) -> anyhow::Error {
     match e {
         BQError::ResponseError { error } => {
@@ -965,7 +1004,7 @@ fn bq_err(e: BQError, what: &str) -> anyhow::Error {
                 .iter()
                 .filter_map(|m| m.get("reason").cloned())
                 .collect();
-            anyhow::anyhow!(
+            let message = format!(
                 "{what}: HTTP {} {}: {}{}",
                 error.error.code,
                 error.error.status,
@@ -975,11 +1014,28 @@ fn bq_err(e: BQError, what: &str) -> anyhow::Error {
                 } else {
                     format!(" ({})", reasons.join(", "))
                 }
-            )
+            );
+            if error.error.code == 401 {
+                anyhow::Error::new(Unauthenticated(message))
+            } else {
+                anyhow::Error::msg(message)
+            }
         }
         other => anyhow::Error::new(other).context(what.to_string()),
     }
 }
+
+/// BigQuery refused the access token (HTTP 401): revoked, or expired early.
+#[derive(Debug)]
+struct Unauthenticated(String);
+
+impl std::fmt::Display for Unauthenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unauthenticated {}
 
 /// A token source for emulators, which check no credentials.
 #[derive(Clone)]
