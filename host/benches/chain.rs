@@ -2,8 +2,9 @@
 //! versus the same library compiled natively, on the same generated tweets, in one run.
 //!
 //! `cargo xtask bench` (builds the plugins first). Prints a Markdown table: per-record cost at
-//! batch sizes 1, 100 and 1000, and at 1000 the cost of the sandbox options. Every figure is the
-//! median of several runs; ratios are against the native median of the same run.
+//! batch sizes 1, 100 and 1000, and at 1000 the cost of the sandbox options; then the chain on
+//! one worker thread against one per core. Every figure is the median of several runs; ratios
+//! are against a baseline measured in the same run.
 //! `BENCH_RECORDS` and `BENCH_RUNS` change the size.
 
 use std::path::Path;
@@ -114,7 +115,7 @@ fn main() {
         ),
     ];
     for (name, options, chain_specs, batch, expected) in variants {
-        let mut wasm = wasm_sampler(options, chain_specs, &records, batch, expected);
+        let mut wasm = wasm_sampler(options, chain_specs, &records, batch, 1, expected);
         let (ns, ratio) = paired(runs, n, &mut native_chain, &mut wasm);
         rows.push(Row::new(name, &batch.to_string(), ns, ratio));
     }
@@ -137,6 +138,7 @@ fn main() {
             std::slice::from_ref(spec),
             &records,
             1000,
+            1,
             expected,
         );
         let mut native_again = native_one;
@@ -156,6 +158,15 @@ fn main() {
         ));
     }
 
+    // Chain workers: the same chain on one thread and on one per core, each with its own
+    // plugin instances, no I/O beside them.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let mut one = wasm_sampler(&defaults, &specs, &records, 1000, 1, expected_out);
+    let mut many = wasm_sampler(&defaults, &specs, &records, 1000, cores, expected_out);
+    let mut one_again = wasm_sampler(&defaults, &specs, &records, 1000, 1, expected_out);
+    let (one_ns, _) = paired(runs, n, &mut one, &mut one_again);
+    let (many_ns, many_ratio) = paired(runs, n, &mut one, &mut many);
+
     let start_rows = startup_costs(&specs, runs);
 
     println!(
@@ -174,6 +185,17 @@ fn main() {
             r.ns / 1e3,
             1e9 / r.ns,
             r.ratio
+        );
+    }
+    println!(
+        "\n| WASM chain workers (batch 1000, deadline + memory cap) | per record | records/s | vs 1 worker |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (workers, ns, speedup) in [(1, one_ns, 1.0), (cores, many_ns, 1.0 / many_ratio)] {
+        println!(
+            "| {workers} | {:.2} us | {:.0} | {speedup:.2}x |",
+            ns / 1e3,
+            1e9 / ns
         );
     }
     println!("\n| plugin | compile (cold) | load from cache | instantiate + init |");
@@ -296,30 +318,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A closure that runs every record through a WASM chain in batches of `batch` and returns the
-/// time it took. Batches are copied outside the timed region: the host owns its input.
+/// A closure that runs every record through the WASM chain in batches of `batch` on `workers`
+/// threads, as the pipeline's chain workers do: each thread its own plugin instances, the
+/// batches dealt out in turn. It returns the time until every thread is done. Batches are
+/// copied outside the timed region: the host owns its input.
 fn wasm_sampler<'a>(
     options: &RuntimeOptions,
     specs: &[PluginSpec],
     records: &'a [Record],
     batch: usize,
+    workers: usize,
     expected: usize,
 ) -> impl FnMut() -> Duration + 'a {
     let runtime = Runtime::new(options.clone()).unwrap();
-    let mut chain = Chain::load(&runtime, specs.to_vec()).unwrap();
-    let mut out = StageOutput::default();
+    let mut chains: Vec<Chain> = (0..workers)
+        .map(|_| Chain::load(&runtime, specs.to_vec()).unwrap())
+        .collect();
     move || {
         let _keep_engine_alive = &runtime;
-        let batches: Vec<Vec<Record>> = records.chunks(batch).map(|c| c.to_vec()).collect();
-        let t = Instant::now();
-        let mut kept = 0;
-        for b in batches {
-            chain.process(b, &mut out);
-            kept += out.records.len();
-            assert!(out.dead.is_empty(), "{:?}", out.dead[0].reason);
+        let mut shares: Vec<Vec<Vec<Record>>> = vec![Vec::new(); workers];
+        for (i, b) in records.chunks(batch).enumerate() {
+            shares[i % workers].push(b.to_vec());
         }
+        let t = Instant::now();
+        let kept: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = chains
+                .iter_mut()
+                .zip(shares)
+                .map(|(chain, share)| {
+                    scope.spawn(move || {
+                        let mut out = StageOutput::default();
+                        let mut kept = 0;
+                        for b in share {
+                            chain.process(b, &mut out);
+                            kept += out.records.len();
+                            assert!(out.dead.is_empty(), "{:?}", out.dead[0].reason);
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        let elapsed = t.elapsed();
         assert_eq!(kept, expected, "WASM and native chains disagree");
-        t.elapsed()
+        elapsed
     }
 }
 
