@@ -30,7 +30,8 @@ const USAGE: &str = "usage: cargo xtask <plugins|demo|test|bench> [args passed o
   demo     build the Rust plugins pipeline.toml uses and the host (without the GCP
            sinks, which it does not use), and run it; `demo FILE` runs FILE instead
   test     build the plugins, start the local Kafka broker (compose/kafka.sh) unless
-           KAFKA_BOOTSTRAP is set, and run the whole test suite
+           KAFKA_BOOTSTRAP is set, and run the whole test suite; the local services it
+           started (the tests start OpenSearch and the GCP emulators) are stopped again
   bench    build the plugins and run benchmarks by name: `chain` and `polyglot` (cargo bench),
            `kafka`, `es`, `startup`, `gcs`, `metrics`, `scaleout` (bench/NAME.sh, which start
            the local services they need); no name runs those behind the README's performance
@@ -62,13 +63,21 @@ fn main() -> anyhow::Result<()> {
         }
         "test" => {
             build_plugins(&root, Plugins::All)?;
-            let (bootstrap, started) = ensure_kafka()?;
+            // Leave the machine as it was: the local services this run starts (the broker
+            // here, the others from the tests) are stopped again afterwards.
+            let stopped: Vec<&str> = SERVICES
+                .iter()
+                .copied()
+                .filter(|s| !service_running(s))
+                .collect();
+            let bootstrap = ensure_kafka()?;
             let mut a = vec!["test", "--workspace"];
             a.extend(rest.iter().map(String::as_str));
             let result = cargo_env(&a, &[("KAFKA_BOOTSTRAP", &bootstrap)]);
-            // Leave the machine as it was: a broker this run started is stopped again.
-            if started {
-                kafka_script(&["stop"])?;
+            for name in stopped {
+                if service_running(name) {
+                    service(name, &["stop"])?;
+                }
             }
             result
         }
@@ -100,21 +109,26 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The Kafka tests need a broker: unless `KAFKA_BOOTSTRAP` names one, start the local broker
-/// (`compose/kafka.sh start`, idempotent). Returns the broker's address and whether this call
-/// started it.
-fn ensure_kafka() -> anyhow::Result<(String, bool)> {
-    if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
-        return Ok((b, false));
-    }
-    let running = Command::new("bash")
-        .args(["compose/kafka.sh", "status"])
+/// The local services (`compose/NAME.sh`) the test suite may start.
+const SERVICES: &[&str] = &["kafka", "elasticsearch", "gcs", "bigquery"];
+
+fn service_running(name: &str) -> bool {
+    Command::new("bash")
+        .arg(format!("compose/{name}.sh"))
+        .arg("status")
         .stdout(std::process::Stdio::null())
-        .status()?
-        .success();
-    if !running {
-        kafka_script(&["start"])?;
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Kafka tests need a broker: unless `KAFKA_BOOTSTRAP` names one, start the local broker
+/// (`compose/kafka.sh start`, idempotent). Returns the broker's address.
+fn ensure_kafka() -> anyhow::Result<String> {
+    if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+        return Ok(b);
     }
+    service("kafka", &["start"])?;
     let out = Command::new("bash")
         .args(["compose/kafka.sh", "env"])
         .output()
@@ -124,17 +138,18 @@ fn ensure_kafka() -> anyhow::Result<(String, bool)> {
         .lines()
         .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP="))
         .context("compose/kafka.sh env printed no KAFKA_BOOTSTRAP")?;
-    Ok((bootstrap.trim().to_string(), !running))
+    Ok(bootstrap.trim().to_string())
 }
 
-fn kafka_script(args: &[&str]) -> anyhow::Result<()> {
+fn service(name: &str, args: &[&str]) -> anyhow::Result<()> {
+    let script = format!("compose/{name}.sh");
     let status = Command::new("bash")
-        .arg("compose/kafka.sh")
+        .arg(&script)
         .args(args)
         .status()
-        .context("running compose/kafka.sh")?;
+        .with_context(|| format!("running {script}"))?;
     if !status.success() {
-        bail!("compose/kafka.sh {} failed ({status})", args.join(" "));
+        bail!("{script} {} failed ({status})", args.join(" "));
     }
     Ok(())
 }
