@@ -175,16 +175,10 @@ impl FieldPrune {
                     de.skip()?;
                     return Ok(false);
                 }
-                de.enter()?;
-                let mut entries = Entries::default();
-                while de.peek()? != b'}' {
-                    if entries.seen > 0 {
-                        de.expect(b',')?;
-                    }
+                let kept = cut_entries(de, cuts, b'}', |de, cuts| {
                     if de.peek()? != b'"' {
                         return Err(fast::GaveUp);
                     }
-                    let start = de.pos();
                     let key = match de.string()? {
                         (token, false) => Cow::Borrowed(&token[1..token.len() - 1]),
                         (token, true) => {
@@ -192,44 +186,22 @@ impl FieldPrune {
                         }
                     };
                     de.expect(b':')?;
-                    let mark = cuts.mark();
-                    let stays = match at.field(&key) {
-                        None => {
-                            de.skip()?;
-                            false
-                        }
-                        Some(inner) if self.reaches_into(inner) => {
-                            self.cut_value(de, cuts, inner)?
-                        }
-                        Some(_) => {
-                            de.skip()?;
-                            true
-                        }
-                    };
-                    entries.next(de, cuts, mark, start, stays);
-                }
-                de.leave(b'}')?;
-                Ok(at.depth == 0 || self.container_stays(at, entries.kept))
+                    match at.field(&key) {
+                        None => de.skip().map(|()| false),
+                        Some(inner) if self.reaches_into(inner) => self.cut_value(de, cuts, inner),
+                        Some(_) => de.skip().map(|()| true),
+                    }
+                })?;
+                Ok(at.depth == 0 || self.container_stays(at, kept))
             }
             b'[' => {
                 if self.too_deep(at) {
                     de.skip()?;
                     return Ok(false);
                 }
-                de.enter()?;
-                let mut entries = Entries::default();
-                while de.peek()? != b']' {
-                    if entries.seen > 0 {
-                        de.expect(b',')?;
-                    }
-                    let start = de.pos();
-                    let mark = cuts.mark();
-                    // Arrays are transparent: elements are at the array's own path and depth.
-                    let stays = self.cut_value(de, cuts, at)?;
-                    entries.next(de, cuts, mark, start, stays);
-                }
-                de.leave(b']')?;
-                Ok(self.container_stays(at, entries.kept))
+                // Arrays are transparent: elements are at the array's own path and depth.
+                let kept = cut_entries(de, cuts, b']', |de, cuts| self.cut_value(de, cuts, at))?;
+                Ok(self.container_stays(at, kept))
             }
             _ => {
                 let (empty, null) = match de.read_scalar()? {
@@ -283,6 +255,29 @@ impl FieldPrune {
     fn container_stays(&self, at: Place, kept: usize) -> bool {
         kept > 0 || !(at.under_allow() || self.drop_empty)
     }
+}
+
+/// Goes through the entries of the object or array the deserializer is at, up to `close`;
+/// `entry` reads one (after the key, for an object) and says whether it stays. Removed entries
+/// are cut with their separator. Returns how many entries stay.
+fn cut_entries(
+    de: &mut fast::Deserializer,
+    cuts: &mut Cuts,
+    close: u8,
+    mut entry: impl FnMut(&mut fast::Deserializer, &mut Cuts) -> Result<bool, fast::GaveUp>,
+) -> Result<usize, fast::GaveUp> {
+    de.enter()?;
+    let mut entries = Entries::default();
+    while de.peek()? != close {
+        if entries.seen > 0 {
+            de.expect(b',')?;
+        }
+        let (start, mark) = (de.pos(), cuts.mark());
+        let stays = entry(de, cuts)?;
+        entries.next(de, cuts, mark, start, stays);
+    }
+    de.leave(close)?;
+    Ok(entries.kept)
 }
 
 /// Where a value sits, as the rules see it.
