@@ -441,6 +441,16 @@ case "$BUILD_PROFILE" in
   *) PROFILE_DIR="$BUILD_PROFILE" ;;
 esac
 
+# image_binary PACKAGE BIN DEST: builds BIN of PACKAGE with the build profile and puts it at
+# DEST without debug info (line tables only help a debugger; the symbols stay for backtraces).
+image_binary() {
+  log "cargo build --profile $BUILD_PROFILE -p $1 --bin $2"
+  (cd "$REPO" && cargo build --quiet --profile "$BUILD_PROFILE" -p "$1" --bin "$2" >&2) ||
+    die "building $2 failed"
+  mkdir -p "$(dirname "$3")"
+  strip --strip-debug -o "$3" "$(cargo_target_dir)/$PROFILE_DIR/$2"
+}
+
 build_twitter_sim() {
   local src
   # The sources' hash is part of the recipe, so a changed simulator is rebuilt.
@@ -452,11 +462,7 @@ LABEL sluice.sources=$src
 ENTRYPOINT ["/usr/local/bin/twitter-sim"]
 EOF
   if ! image_current "$IMG_TWITTER_SIM" "$(recipe_of "$BUILD_DIR/twitter-sim")"; then
-    log "cargo build --profile $BUILD_PROFILE -p twitter-sim"
-    (cd "$REPO" && cargo build --quiet --profile "$BUILD_PROFILE" -p twitter-sim >&2) ||
-      die "building twitter-sim failed"
-    mkdir -p "$BUILD_DIR/twitter-sim/ctx"
-    strip --strip-debug -o "$BUILD_DIR/twitter-sim/ctx/twitter-sim" "$(cargo_target_dir)/$PROFILE_DIR/twitter-sim"
+    image_binary twitter-sim twitter-sim "$BUILD_DIR/twitter-sim/ctx/twitter-sim"
   fi
   build_dir_image twitter-sim "$IMG_TWITTER_SIM"
 }
@@ -476,7 +482,7 @@ image_pipeline() {
 }
 
 build_host() {
-  local src dir="$BUILD_DIR/host" target f
+  local src dir="$BUILD_DIR/host" f
   build_base_slim
   src="$BUILD_PROFILE-$(cd "$REPO" && { git ls-files -s "${HOST_SOURCES[@]}" 2>/dev/null; git diff HEAD -- "${HOST_SOURCES[@]}" 2>/dev/null; } |
     sha256sum | cut -c1-16)"
@@ -530,14 +536,10 @@ read -r _ status _ <&3
 EOF
   chmod +x "$dir/healthcheck.sh"
   if ! image_current "$IMG_HOST" "$(recipe_of "$dir")"; then
-    log "cargo build --profile $BUILD_PROFILE -p sluice-host --bin host, cargo xtask plugins"
-    (cd "$REPO" && cargo build --quiet --profile "$BUILD_PROFILE" -p sluice-host --bin host >&2) ||
-      die "building the host failed"
+    image_binary sluice-host host "$dir/ctx/host"
+    log "cargo xtask plugins"
     (cd "$REPO" && cargo xtask plugins >&2) || die "building the plugins failed"
-    target="$(cargo_target_dir)"
     mkdir -p "$dir/ctx/plugins" "$dir/ctx/sluice/examples"
-    # Line tables only help a debugger; the symbols stay for backtraces.
-    strip --strip-debug -o "$dir/ctx/host" "$target/$PROFILE_DIR/host"
     cp "$REPO"/guest-plugins/dist/*.wasm "$dir/ctx/plugins/"
     image_pipeline "$REPO/pipeline.toml" "$dir/ctx/sluice/pipeline.toml"
     for f in "$REPO"/examples/*.toml; do image_pipeline "$f" "$dir/ctx/sluice/examples/${f##*/}"; done
