@@ -671,12 +671,13 @@ impl BigQueryLoader {
             c.dataset,
             c.table
         );
-        anyhow::ensure!(
-            !wanted.is_empty(),
-            "bigquery: cannot create {}.{}: no schema (no records with fields seen yet)",
-            c.dataset,
-            c.table
-        );
+        if wanted.is_empty() {
+            return Err(NoSchema(format!(
+                "bigquery: cannot create {}.{}: no schema (no records with fields seen yet)",
+                c.dataset, c.table
+            ))
+            .into());
+        }
         let mut table = Table::new(&c.project, &c.dataset, &c.table, table_schema(wanted)?);
         if let Some(field) = &c.partition_by_day {
             let mut tp = TimePartitioning::per_day();
@@ -1024,6 +1025,19 @@ fn bq_err(e: BQError, what: &str) -> anyhow::Error {
         other => anyhow::Error::new(other).context(what.to_string()),
     }
 }
+
+/// The table does not exist and no record has shown its columns yet: a load of objects this
+/// host did not write (taken over from another) passes their rows as the sample.
+#[derive(Debug)]
+pub struct NoSchema(String);
+
+impl std::fmt::Display for NoSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoSchema {}
 
 /// BigQuery refused the access token (HTTP 401): revoked, or expired early.
 #[derive(Debug)]

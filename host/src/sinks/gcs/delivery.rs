@@ -58,7 +58,7 @@ use super::{GcsConfig, GcsSink};
 use crate::clients::gcp::{FinishedObject, outage_backoff};
 use crate::event::{DeadLetter, Ownership, Positions, Record, Rejected, StageOutput};
 use crate::sinks::api::{Sink, SinkContext};
-use crate::sinks::bigquery::{BigQueryLoader, LoadFailed, SchemaSetting};
+use crate::sinks::bigquery::{BigQueryLoader, LoadFailed, NoSchema, SchemaSetting};
 use crate::telemetry::{HandoffMetrics, Readiness};
 
 /// What `_sluice/<prefix><stream>.json` holds.
@@ -343,9 +343,10 @@ impl GcsDelivery {
         };
         let mut waits = outage_backoff();
         let failing_since = Instant::now();
+        let (mut sample, mut sampled) = (Vec::new(), false);
         loop {
             let started = Instant::now();
-            let loaded = loader.load(objects, &[]).await;
+            let loaded = loader.load(objects, &sample).await;
             loader.requests.observe(loaded.is_ok(), started.elapsed());
             match loaded {
                 Ok(report) => {
@@ -360,6 +361,18 @@ impl GcsDelivery {
                     );
                     self.readiness.ready();
                     return;
+                }
+                Err(e) if e.is::<NoSchema>() && !sampled => {
+                    // Objects taken over from another host, into a table that does not exist
+                    // yet: their rows show its columns (once; then the load fails as any).
+                    sampled = true;
+                    for o in objects {
+                        let body = fetch(&self.objects, &self.stage, o).await;
+                        sample.extend(
+                            rows(&body, &self.stage, o)
+                                .filter_map(|r| serde_json::from_slice(&r).ok()),
+                        );
+                    }
                 }
                 Err(e) => {
                     if let Some(failed) = e.downcast_ref::<LoadFailed>()
@@ -396,35 +409,14 @@ impl GcsDelivery {
 
     async fn dead_letter_objects(&mut self, objects: &[FinishedObject], reason: &str) {
         for o in objects {
-            let mut waits = outage_backoff();
-            let body = loop {
-                match self.objects.get(&o.name).await {
-                    Ok(Some((b, _))) => break b,
-                    Ok(None) => {
-                        tracing::error!("{}: {} vanished; {} rows lost", self.stage, o.uri, o.rows);
-                        break Vec::new();
-                    }
-                    Err(e) => {
-                        tracing::error!("{}: {e:#}; retrying", self.stage);
-                        tokio::time::sleep(waits.next_wait()).await;
-                    }
-                }
-            };
+            let body = fetch(&self.objects, &self.stage, o).await;
             self.dead_letter_rows(o, &body, reason);
         }
     }
 
     /// Dead-letters every row of an object's gzip NDJSON body, as it was written.
     fn dead_letter_rows(&mut self, o: &FinishedObject, body: &[u8], reason: &str) {
-        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(body));
-        for line in reader.split(b'\n') {
-            let value = match line {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!("{}: {} is not valid gzip: {e}", self.stage, o.uri);
-                    break;
-                }
-            };
+        for value in rows(body, &self.stage, o) {
             self.dead.push(DeadLetter {
                 record: Record {
                     key: None,
@@ -656,4 +648,37 @@ fn refuse(index: usize, reason: &str) -> Rejected {
         index,
         reason: reason.to_string(),
     }
+}
+
+/// An object's body, read again until GCS answers; empty (and logged) if it vanished.
+async fn fetch(gcs: &GcsSink, stage: &str, o: &FinishedObject) -> Vec<u8> {
+    let mut waits = outage_backoff();
+    loop {
+        match gcs.get(&o.name).await {
+            Ok(Some((body, _))) => return body,
+            Ok(None) => {
+                tracing::error!("{stage}: {} vanished; {} rows lost", o.uri, o.rows);
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::error!("{stage}: {e:#}; retrying");
+                tokio::time::sleep(waits.next_wait()).await;
+            }
+        }
+    }
+}
+
+/// The rows of object `o`'s gzip NDJSON body, as they were written; they end where the gzip
+/// stops being valid (logged).
+fn rows<'a>(
+    body: &'a [u8],
+    stage: &'a str,
+    o: &'a FinishedObject,
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    std::io::BufReader::new(flate2::read::GzDecoder::new(body))
+        .split(b'\n')
+        .map_while(move |line| {
+            line.inspect_err(|e| tracing::error!("{stage}: {} is not valid gzip: {e}", o.uri))
+                .ok()
+        })
 }
